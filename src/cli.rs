@@ -1,0 +1,101 @@
+//! Command-line flags (clap derive) with their environment fallbacks. Parsing only: every value
+//! stays a string here and is checked in `config`, so that each bad value gets one clear line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pg-s3-backup",
+    version,
+    about = "Stream pg_dump through parallel gzip into S3"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump a database and stream it, gzipped, into one S3 object.
+    Backup(BackupArgs),
+}
+
+/// Where backups live in S3 and how to talk to the store.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Bucket name (S3 naming rules: 3-63 lowercase letters, digits, dots, hyphens).
+    #[arg(long, env = "S3_BUCKET")]
+    pub bucket: String,
+    /// Key prefix under which backups are written, e.g. `backups/` (no leading `/`).
+    #[arg(long, env = "S3_PREFIX", default_value = "")]
+    pub prefix: String,
+    /// AWS region of the bucket.
+    #[arg(long, visible_alias = "aws-region", env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// S3 endpoint for S3-compatible stores (MinIO, R2, moto). Also read from
+    /// AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE")]
+    pub force_path_style: bool,
+    /// Request checksums: `auto` is the SDK default on AWS and `when-required` on a custom endpoint,
+    /// unless AWS_REQUEST_CHECKSUM_CALCULATION says otherwise.
+    #[arg(long, value_enum, env = "S3_CHECKSUM", default_value = "auto")]
+    pub checksum: ChecksumArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChecksumArg {
+    Auto,
+    WhenSupported,
+    WhenRequired,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// PostgreSQL connection: a URL (`postgres://user:pass@host:5432/db?sslmode=require`) or a
+    /// libpq `key=value` string. Without it, the PG* environment variables are used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Dump format: `plain` (SQL text, restore with psql) or `custom` (pg_restore; dumped with
+    /// `-Fc -Z0` and gzipped by us).
+    #[arg(long, env = "PG_DUMP_FORMAT", default_value = "plain")]
+    pub format: String,
+    /// Extra argument for pg_dump (repeatable), e.g. `--pg-dump-arg=--exclude-table=audit_log`.
+    #[arg(long = "pg-dump-arg", allow_hyphen_values = true)]
+    pub pg_dump_args: Vec<String>,
+    /// pg_dump to run instead of the one chosen by the server's major version.
+    #[arg(long, env = "PG_DUMP_PATH")]
+    pub pg_dump_path: Option<PathBuf>,
+    /// gzip level, 1 (fastest) to 9 (smallest).
+    #[arg(long, env = "COMPRESSION_LEVEL", default_value = "6")]
+    pub compression_level: String,
+    /// Compression threads (default: all cores).
+    #[arg(long, env = "COMPRESSION_THREADS")]
+    pub threads: Option<String>,
+    /// First multipart part size (at least 5MiB); later parts grow so that 5 TiB fits in --max-parts.
+    #[arg(long, env = "PART_SIZE", default_value = "8MiB")]
+    pub part_size: String,
+    /// Most parts the store accepts in one upload (S3: 10000).
+    #[arg(long, env = "MAX_PARTS", default_value = "10000")]
+    pub max_parts: String,
+    /// Parts uploaded at once; memory use is about (this + 1) x part size.
+    #[arg(long, env = "UPLOAD_CONCURRENCY", default_value = "4")]
+    pub upload_concurrency: String,
+    /// S3 storage class, e.g. STANDARD_IA, GLACIER_IR.
+    #[arg(long, env = "S3_STORAGE_CLASS")]
+    pub storage_class: Option<String>,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long, env = "S3_SSE")]
+    pub sse: Option<String>,
+    /// KMS key for `--sse aws:kms`.
+    #[arg(long, env = "S3_SSE_KMS_KEY_ID")]
+    pub sse_kms_key_id: Option<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,300 @@
+//! `backup`: validate, preflight the database, choose pg_dump, then stream
+//! pg_dump → parallel gzip → S3 multipart upload, and complete the upload only after pg_dump
+//! exited 0 and every part succeeded. Any failure or signal aborts the upload.
+
+use crate::cli::BackupArgs;
+use crate::compress::{self, GzipOptions};
+use crate::config::BackupConfig;
+use crate::error::Interrupted;
+use crate::layout::BackupId;
+use crate::progress::{Counters, Reporter};
+use crate::s3;
+use crate::signals::Signals;
+use crate::source::pg_dump::{self, PgDump};
+use crate::source::preflight::{self, ServerInfo};
+use crate::upload::{ObjectSpec, Uploader};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use chrono::Utc;
+use indicatif::HumanBytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Compressed chunks buffered between the compressor and the uploader (each one gzip block).
+const CHANNEL_CHUNKS: usize = 32;
+/// Keys tried when earlier backups took the same second.
+const MAX_SAME_SECOND: u32 = 100;
+
+/// What a completed backup reports (`--json` prints it as is).
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub key: String,
+    pub uri: String,
+    pub bucket: String,
+    pub database: String,
+    pub format: &'static str,
+    /// Bytes stored (compressed).
+    pub size: u64,
+    /// Bytes pg_dump wrote.
+    pub raw_size: u64,
+    pub sha256: String,
+    pub duration_seconds: f64,
+    pub parts: u64,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    /// False when sha256/raw-size could not be attached as object metadata (see warnings).
+    pub metadata_complete: bool,
+}
+
+pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
+    let cfg = BackupConfig::from_args(args)?;
+    let started = Instant::now();
+    let server = preflight::check(&cfg.conn).await?;
+    let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
+    let client = s3::client(&cfg.s3).await?;
+    let id = BackupId::new(&server.database, Utc::now(), cfg.format);
+    let key = free_key(&client, &cfg.s3.bucket, &cfg.s3.prefix, id).await?;
+    let counters = Arc::new(Counters::default());
+    let spec = ObjectSpec {
+        bucket: cfg.s3.bucket.clone(),
+        key: key.clone(),
+        metadata: base_metadata(&cfg, &server, &dump),
+        storage_class: cfg.object.storage_class.clone(),
+        sse: cfg.object.sse.clone(),
+        sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
+    };
+    let mut uploader = Uploader::new(
+        client,
+        spec,
+        cfg.upload.parts,
+        cfg.upload.concurrency,
+        counters.clone(),
+    );
+    eprintln!(
+        "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}",
+        server.database,
+        HumanBytes(server.size_bytes.max(0) as u64),
+        server.version_text,
+        dump.version_text,
+        uploader.uri()
+    );
+    let reporter = Reporter::start(counters.clone());
+    let result = tokio::select! {
+        r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
+        sig = signals.recv() => Err(Interrupted(sig).into()),
+    };
+    drop(reporter);
+    let (sha256, metadata_complete) = match result {
+        Ok(done) => done,
+        Err(err) => {
+            if let Err(abort_err) = uploader.abort().await {
+                eprintln!("warning: {abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`");
+            }
+            return Err(err);
+        }
+    };
+    let outcome = Outcome {
+        uri: uploader.uri(),
+        key,
+        bucket: cfg.s3.bucket.clone(),
+        database: server.database.clone(),
+        format: cfg.format.name(),
+        size: counters.compressed(),
+        raw_size: counters.raw(),
+        sha256,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        parts: counters.parts(),
+        server_version: server.version_text.clone(),
+        pg_dump_version: dump.version_text.clone(),
+        metadata_complete,
+    };
+    print_outcome(&outcome, cfg.json)
+}
+
+/// Runs the stream to the point of a completed object; returns the sha256 and whether the
+/// metadata was attached. The caller aborts the upload on any error.
+async fn pipeline(
+    cfg: &BackupConfig,
+    dump: &PgDump,
+    uploader: &mut Uploader,
+    counters: Arc<Counters>,
+) -> Result<(String, bool)> {
+    let mut child = dump.spawn(&cfg.conn, cfg.format, &cfg.pg_dump_args)?;
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let compressed = spawn_compressor(child.take_stdout(), tx, cfg.gzip.clone(), counters.clone())?;
+    let staged = uploader.stage(rx).await;
+    if staged.is_err() {
+        // Stop pg_dump now: it may be blocked on a lock and never notice the closed pipe.
+        child.kill();
+    }
+    let compressed = compressed.await.context("the compressor thread died")?;
+    let dumped = child.wait().await;
+    // The first failure in stream order is the cause; the later ones are its echoes.
+    let staged = staged?;
+    dumped?;
+    let (stats, sha256) = compressed.context("compressing the dump failed")?;
+    debug_assert_eq!(stats.raw_bytes, counters.raw());
+    let extra = HashMap::from([
+        ("sha256".to_string(), sha256.clone()),
+        ("raw-size".to_string(), stats.raw_bytes.to_string()),
+    ]);
+    let attached = uploader.commit(staged, extra).await?;
+    Ok((sha256, attached))
+}
+
+type CompressResult = Result<(compress::GzipStats, String)>;
+
+/// Runs the (blocking, multi-threaded) compressor on its own thread, reading pg_dump's stdout and
+/// sending gzip chunks to the uploader. Hashing and counting happen here, off the async runtime.
+fn spawn_compressor(
+    stdout: std::fs::File,
+    tx: mpsc::Sender<Bytes>,
+    gzip: GzipOptions,
+    counters: Arc<Counters>,
+) -> Result<oneshot::Receiver<CompressResult>> {
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("gzip".into())
+        .spawn(move || {
+            let reader = CountingReader {
+                inner: stdout,
+                counters: counters.clone(),
+            };
+            let mut sink = ChannelSink {
+                tx,
+                hasher: Sha256::new(),
+                counters,
+            };
+            let result = compress::compress(reader, &mut sink, &gzip)
+                .map(|stats| (stats, hex::encode(sink.hasher.finalize_reset())))
+                .map_err(anyhow::Error::from);
+            let _ = done_tx.send(result);
+        })
+        .context("cannot start the compressor thread")?;
+    Ok(done_rx)
+}
+
+struct CountingReader {
+    inner: std::fs::File,
+    counters: Arc<Counters>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters.add_raw(n as u64);
+        Ok(n)
+    }
+}
+
+/// Hands compressed bytes to the uploader, hashing them on the way (sha256 of the stored bytes).
+struct ChannelSink {
+    tx: mpsc::Sender<Bytes>,
+    hasher: Sha256,
+    counters: Arc<Counters>,
+}
+
+impl Write for ChannelSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.counters.add_compressed(buf.len() as u64);
+        self.tx
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Picks the key for this backup: the timestamped key, or `-2`, `-3`... when an earlier backup
+/// took the same second, so an existing backup is never overwritten. Without permission to
+/// read (a PutObject-only user) the check is skipped.
+async fn free_key(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    mut id: BackupId,
+) -> Result<String> {
+    for _ in 0..MAX_SAME_SECOND {
+        let key = id.key(prefix);
+        match client.head_object().bucket(bucket).key(&key).send().await {
+            Ok(_) => id = id.next_seq(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(key),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                return Ok(key)
+            }
+            Err(e) => {
+                return Err(s3::describe(
+                    "HeadObject",
+                    &format!("s3://{bucket}/{key}"),
+                    &e,
+                ))
+            }
+        }
+    }
+    anyhow::bail!(
+        "more than {MAX_SAME_SECOND} backups of `{}` in one second: wait a second and retry",
+        id.database
+    )
+}
+
+/// Metadata known before the upload starts. S3 metadata is ASCII only, so values are
+/// percent-encoded where needed.
+fn base_metadata(
+    cfg: &BackupConfig,
+    server: &ServerInfo,
+    dump: &PgDump,
+) -> HashMap<String, String> {
+    let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
+    HashMap::from([
+        ("format".into(), cfg.format.name().into()),
+        ("database".into(), ascii(&server.database)),
+        ("server-version".into(), ascii(&server.version_text)),
+        ("pg-dump-version".into(), ascii(&dump.version_text)),
+        (
+            "tool-version".into(),
+            format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("compression".into(), format!("gzip-{}", cfg.gzip.level)),
+    ])
+}
+
+/// Bytes outside printable ASCII (and `%`) are percent-encoded in metadata values.
+const ASCII_META: percent_encoding::AsciiSet = percent_encoding::CONTROLS.add(b'%');
+
+fn print_outcome(o: &Outcome, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(o)?);
+        return Ok(());
+    }
+    let ratio = if o.size == 0 {
+        0.0
+    } else {
+        o.raw_size as f64 / o.size as f64
+    };
+    let rate = o.raw_size as f64 / o.duration_seconds.max(0.001) / 1e6;
+    println!("backup complete: {}", o.uri);
+    println!(
+        "  database  {} (PostgreSQL {}), {}",
+        o.database, o.server_version, o.pg_dump_version
+    );
+    println!(
+        "  size      {} compressed from {} (ratio {ratio:.1}), {} parts",
+        HumanBytes(o.size),
+        HumanBytes(o.raw_size),
+        o.parts
+    );
+    println!("  duration  {:.1} s ({rate:.1} MB/s)", o.duration_seconds);
+    println!("  sha256    {}", o.sha256);
+    Ok(())
+}

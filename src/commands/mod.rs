@@ -1,0 +1,3 @@
+//! One module per subcommand, wiring the parts together.
+
+pub mod backup;

@@ -1,0 +1,414 @@
+//! Turns parsed flags into a validated configuration of concrete types. No I/O happens here:
+//! every check that can fail before the first network call or child process lives in this file.
+
+use crate::cli::{BackupArgs, ChecksumArg, S3Args};
+use crate::compress::GzipOptions;
+use crate::error::usage;
+use crate::layout::DumpFormat;
+use crate::source::conninfo::ConnInfo;
+use crate::upload::{PartSizer, MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// S3 location and client settings shared by every command.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Empty, or ending in `/`.
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+    pub checksum: ChecksumArg,
+}
+
+/// Object attributes set on each backup.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectOptions {
+    pub storage_class: Option<aws_sdk_s3::types::StorageClass>,
+    pub sse: Option<aws_sdk_s3::types::ServerSideEncryption>,
+    pub sse_kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    pub parts: PartSizer,
+    pub concurrency: usize,
+}
+
+#[derive(Debug)]
+pub struct BackupConfig {
+    pub conn: ConnInfo,
+    pub s3: S3Config,
+    pub format: DumpFormat,
+    pub pg_dump_args: Vec<String>,
+    pub pg_dump_path: Option<PathBuf>,
+    pub gzip: GzipOptions,
+    pub upload: UploadOptions,
+    pub object: ObjectOptions,
+    pub json: bool,
+}
+
+impl BackupConfig {
+    pub fn from_args(args: &BackupArgs) -> Result<Self> {
+        let s3 = S3Config::from_args(&args.s3)?;
+        let threads = match &args.threads {
+            Some(t) => int_in(t, "--threads", 1, 256)? as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let gzip = GzipOptions {
+            level: int_in(&args.compression_level, "--compression-level", 1, 9)? as u32,
+            threads,
+            ..GzipOptions::default()
+        };
+        let part_size = parse_size(&args.part_size, "--part-size")?;
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(usage!(
+                "--part-size `{}` is out of range: S3 parts must be from 5MiB to 5GiB",
+                args.part_size
+            ));
+        }
+        let max_parts = int_in(&args.max_parts, "--max-parts", 1, S3_MAX_PARTS.into())? as u32;
+        let upload = UploadOptions {
+            parts: PartSizer::new(part_size, max_parts),
+            concurrency: int_in(&args.upload_concurrency, "--upload-concurrency", 1, 64)? as usize,
+        };
+        Ok(Self {
+            conn: ConnInfo::parse(args.database_url.as_deref())?,
+            s3,
+            format: parse_format(&args.format)?,
+            pg_dump_args: check_pg_dump_args(&args.pg_dump_args)?,
+            pg_dump_path: args.pg_dump_path.clone(),
+            gzip,
+            upload,
+            object: ObjectOptions::from_args(args)?,
+            json: args.json,
+        })
+    }
+}
+
+impl S3Config {
+    pub fn from_args(args: &S3Args) -> Result<Self> {
+        let endpoint_url = args
+            .endpoint_url
+            .clone()
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
+        if let Some(url) = &endpoint_url {
+            check_endpoint(url)?;
+        }
+        let region = args.region.clone().filter(|r| !r.is_empty());
+        if let Some(r) = &region {
+            let ok = r.len() <= 32
+                && !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(usage!(
+                    "region `{r}` is invalid: use an AWS region name such as us-east-1"
+                ));
+            }
+        }
+        Ok(Self {
+            bucket: check_bucket(&args.bucket)?,
+            prefix: normalize_prefix(&args.prefix)?,
+            region,
+            endpoint_url,
+            force_path_style: args.force_path_style,
+            checksum: args.checksum,
+        })
+    }
+}
+
+impl ObjectOptions {
+    fn from_args(args: &BackupArgs) -> Result<Self> {
+        use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+        let storage_class = match args.storage_class.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let class = StorageClass::from(s);
+                if !StorageClass::values().contains(&s) {
+                    return Err(usage!(
+                        "--storage-class `{s}` is unknown: use one of {}",
+                        StorageClass::values().join(", ")
+                    ));
+                }
+                Some(class)
+            }
+        };
+        let sse = match args.sse.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some("AES256") => Some(ServerSideEncryption::Aes256),
+            Some("aws:kms") => Some(ServerSideEncryption::AwsKms),
+            Some(other) => return Err(usage!("--sse `{other}` is unknown: use AES256 or aws:kms")),
+        };
+        let sse_kms_key_id = args.sse_kms_key_id.clone().filter(|s| !s.is_empty());
+        if sse_kms_key_id.is_some() && sse != Some(ServerSideEncryption::AwsKms) {
+            return Err(usage!(
+                "--sse-kms-key-id needs --sse aws:kms: add --sse aws:kms or drop the key id"
+            ));
+        }
+        Ok(Self {
+            storage_class,
+            sse,
+            sse_kms_key_id,
+        })
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Checks a bucket name against S3's naming rules; real users lose backups to a bucket
+/// that was never created because its name had an underscore or a capital letter.
+pub fn check_bucket(name: &str) -> Result<String> {
+    let fail = |why: &str| Err(usage!("bucket name `{name}` is invalid: {why}"));
+    if name.len() < 3 || name.len() > 63 {
+        return fail("S3 bucket names are 3 to 63 characters long");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-'))
+    {
+        let hint = if c.is_ascii_uppercase() {
+            "uppercase letters are not allowed, use lowercase"
+        } else if c == '_' {
+            "underscores are not allowed, use hyphens"
+        } else {
+            "S3 bucket names use only lowercase letters, digits, dots and hyphens"
+        };
+        return fail(&format!("character `{c}`: {hint}"));
+    }
+    let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_last_ok(name.chars().next()) || !first_last_ok(name.chars().last()) {
+        return fail("S3 bucket names start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return fail("S3 bucket names have no two dots in a row");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return fail("S3 bucket names may not look like an IP address");
+    }
+    let reserved_prefix = ["xn--", "sthree-", "amzn-s3-demo-"];
+    let reserved_suffix = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if reserved_prefix.iter().any(|p| name.starts_with(p))
+        || reserved_suffix.iter().any(|s| name.ends_with(s))
+    {
+        return fail("the name uses a prefix or suffix reserved by S3");
+    }
+    Ok(name.to_string())
+}
+
+/// Normalizes a key prefix to empty or `something/`; rejects forms that escape or confuse it.
+pub fn normalize_prefix(prefix: &str) -> Result<String> {
+    let fail = |why: &str| {
+        Err(usage!(
+            "prefix `{}` is invalid: {why}",
+            prefix.escape_debug()
+        ))
+    };
+    if prefix.is_empty() {
+        return Ok(String::new());
+    }
+    if prefix.starts_with('/') {
+        return fail("remove the leading `/` (S3 keys do not start with one)");
+    }
+    if prefix.chars().any(char::is_control) {
+        return fail("remove the control characters");
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.split('/').any(|s| s == ".." || s == ".") {
+        return fail("`.` and `..` segments are not allowed");
+    }
+    if trimmed.split('/').any(str::is_empty) {
+        return fail("empty segments (`//`) are not allowed");
+    }
+    if prefix.len() > 512 {
+        return fail("keep it under 512 bytes");
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+fn check_endpoint(url: &str) -> Result<()> {
+    let ok = url::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if ok.is_none() {
+        return Err(usage!(
+            "endpoint URL `{url}` is invalid: use http(s)://host[:port], e.g. http://127.0.0.1:9000"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_format(s: &str) -> Result<DumpFormat> {
+    match s {
+        "plain" | "p" => Ok(DumpFormat::Plain),
+        "custom" | "c" => Ok(DumpFormat::Custom),
+        other => Err(usage!("--format `{other}` is unknown: use plain or custom")),
+    }
+}
+
+/// pg_dump flags that would break streaming or contradict our own flags.
+fn check_pg_dump_args(args: &[String]) -> Result<Vec<String>> {
+    const OWNED: &[(&str, &str)] = &[
+        ("-f", "the dump is streamed to S3, not written to a file"),
+        (
+            "--file",
+            "the dump is streamed to S3, not written to a file",
+        ),
+        ("-F", "use --format"),
+        ("--format", "use --format"),
+        ("-Z", "compression is ours: use --compression-level"),
+        ("--compress", "compression is ours: use --compression-level"),
+        ("-d", "use --database-url"),
+        ("--dbname", "use --database-url"),
+        (
+            "-j",
+            "parallel dumps need the directory format, which cannot be streamed",
+        ),
+        (
+            "--jobs",
+            "parallel dumps need the directory format, which cannot be streamed",
+        ),
+    ];
+    for arg in args {
+        for (flag, why) in OWNED {
+            let long_match =
+                flag.starts_with("--") && (arg == flag || arg.starts_with(&format!("{flag}=")));
+            let short_match = !flag.starts_with("--") && arg.starts_with(flag);
+            if long_match || short_match {
+                return Err(usage!("--pg-dump-arg `{arg}` is not allowed: {why}"));
+            }
+        }
+    }
+    Ok(args.to_vec())
+}
+
+/// Parses an integer flag within bounds, naming the flag and the range on failure.
+pub fn int_in(value: &str, flag: &str, min: i64, max: i64) -> Result<i64> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(usage!(
+            "{flag} `{value}` is invalid: use a whole number from {min} to {max}"
+        )),
+    }
+}
+
+/// Parses sizes like `8MiB`, `8M`, `512KiB`, `1GiB` or plain bytes (binary units).
+pub fn parse_size(value: &str, flag: &str) -> Result<u64> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            usage!("{flag} `{value}` is invalid: use a size such as 8MiB, 64MiB or 1GiB")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for good in [
+            "abc",
+            "my-backups",
+            "my.backups.2026",
+            "a1b",
+            &"a".repeat(63),
+        ] {
+            assert!(check_bucket(good).is_ok(), "{good}");
+        }
+        let bad = [
+            ("ab", "3 to 63"),
+            (&*"a".repeat(64), "3 to 63"),
+            ("My-Backups", "uppercase"),
+            ("my_backups", "underscores"),
+            ("-abc", "start and end"),
+            ("abc-", "start and end"),
+            (".abc", "start and end"),
+            ("abc.", "start and end"),
+            ("a..b", "two dots"),
+            ("192.168.1.1", "IP address"),
+            ("xn--abc", "reserved"),
+            ("abc-s3alias", "reserved"),
+            ("a b c", "character ` `"),
+        ];
+        for (name, why) in bad {
+            let err = check_bucket(name).unwrap_err().to_string();
+            assert!(
+                err.contains(why) && err.contains(&format!("`{name}`")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix("").unwrap(), "");
+        assert_eq!(normalize_prefix("backups").unwrap(), "backups/");
+        assert_eq!(normalize_prefix("a/b/").unwrap(), "a/b/");
+        assert_eq!(normalize_prefix("a/b//").unwrap(), "a/b/");
+        for (bad, why) in [
+            ("/backups", "leading"),
+            ("a/../b", ".."),
+            ("..", ".."),
+            ("a/./b", "`.`"),
+            ("a//b", "empty"),
+            ("a\nb", "control"),
+        ] {
+            let err = normalize_prefix(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_numbers() {
+        assert_eq!(parse_size("8MiB", "x").unwrap(), 8 << 20);
+        assert_eq!(parse_size("5M", "x").unwrap(), 5 << 20);
+        assert_eq!(parse_size("1GiB", "x").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1048576", "x").unwrap(), 1 << 20);
+        for bad in ["", "0", "-5MiB", "5 XB", "MiB", "99999999999999999999GiB"] {
+            assert!(parse_size(bad, "--part-size").is_err(), "{bad}");
+        }
+        assert_eq!(int_in("9", "--compression-level", 1, 9).unwrap(), 9);
+        for bad in ["0", "10", "-1", "six", ""] {
+            let err = int_in(bad, "--compression-level", 1, 9)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--compression-level") && err.contains("from 1 to 9"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn pg_dump_args_that_break_streaming_are_refused() {
+        assert!(check_pg_dump_args(&["--exclude-table=x".into(), "--no-owner".into()]).is_ok());
+        for bad in [
+            "-f/tmp/x",
+            "--file=x",
+            "-Fd",
+            "--compress=9",
+            "-j4",
+            "--dbname=x",
+        ] {
+            assert!(check_pg_dump_args(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

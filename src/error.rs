@@ -1,0 +1,69 @@
+//! Error kinds that decide the process exit code; messages themselves are built where the
+//! error is found (what was wrong, the value, the fix) and carried as `anyhow` context.
+
+use std::fmt;
+
+/// A usage or configuration error: exit code 2, and nothing has been changed anywhere.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand for returning a [`UsageError`] from a function that returns `anyhow::Result`.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        ::anyhow::Error::new($crate::error::UsageError(format!($($arg)*)))
+    };
+}
+pub(crate) use usage;
+
+/// The run was stopped by a signal; exit code is 128 + signal number (130 for SIGINT, 143 for SIGTERM).
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupted(pub i32);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            _ => "a signal",
+        };
+        write!(
+            f,
+            "interrupted by {name}: the upload was aborted and nothing was stored"
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Maps an error chain to the process exit code: 2 usage, 128+n signal, 1 anything else.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if let Some(Interrupted(sig)) = cause.downcast_ref::<Interrupted>() {
+            return 128 + sig;
+        }
+    }
+    1
+}
+
+/// Renders the error chain on one line: `context: cause: root cause`, without repeats.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,196 @@
+//! Object keys: `{prefix}{db}/{db}-{YYYYMMDD}T{HHMMSS}Z[-{n}].{sql|dump}.gz`, written and parsed
+//! here and nowhere else, so that list, prune and restore only ever see keys this tool wrote.
+//! It does not talk to S3.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Characters of a database name kept as they are in a key; everything else (`/`, `%`, spaces,
+/// unicode) is percent-encoded so the name stays one path segment and decodes back exactly.
+const ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// How the dump inside the gzip stream was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// SQL text, restored with psql.
+    Plain,
+    /// pg_dump's custom archive (`-Fc -Z0`), restored with pg_restore.
+    Custom,
+}
+
+impl DumpFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Plain => ".sql.gz",
+            Self::Custom => ".dump.gz",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// One backup's identity, as encoded in its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupId {
+    pub database: String,
+    /// UTC, whole seconds.
+    pub time: DateTime<Utc>,
+    /// 0 for the first backup in a second; 2, 3, ... for later ones in the same second.
+    pub seq: u32,
+    pub format: DumpFormat,
+}
+
+impl BackupId {
+    pub fn new(database: &str, time: DateTime<Utc>, format: DumpFormat) -> Self {
+        let time = DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time);
+        Self {
+            database: database.to_string(),
+            time,
+            seq: 0,
+            format,
+        }
+    }
+
+    /// The next key to try when this one is taken.
+    pub fn next_seq(&self) -> Self {
+        Self {
+            seq: if self.seq == 0 { 2 } else { self.seq + 1 },
+            ..self.clone()
+        }
+    }
+
+    /// The full object key under `prefix` (already normalized: empty or ending in `/`).
+    pub fn key(&self, prefix: &str) -> String {
+        let db = encode_db(&self.database);
+        let seq = if self.seq == 0 {
+            String::new()
+        } else {
+            format!("-{}", self.seq)
+        };
+        format!(
+            "{prefix}{db}/{db}-{}{seq}{}",
+            self.time.format(TIME_FORMAT),
+            self.format.extension()
+        )
+    }
+
+    /// Parses a key written by [`BackupId::key`] under `prefix`; anything else is `None`.
+    pub fn parse(prefix: &str, key: &str) -> Option<Self> {
+        let rest = key.strip_prefix(prefix)?;
+        let (dir, file) = rest.split_once('/')?;
+        let file = file.strip_prefix(dir)?.strip_prefix('-')?;
+        let database = percent_decode_str(dir).decode_utf8().ok()?.into_owned();
+        if database.is_empty() || encode_db(&database) != dir {
+            return None;
+        }
+        let (stem, format) = [DumpFormat::Plain, DumpFormat::Custom]
+            .into_iter()
+            .find_map(|f| file.strip_suffix(f.extension()).map(|s| (s, f)))?;
+        let (stamp, seq) = match stem.split_once("Z-") {
+            Some((stamp, seq)) => (format!("{stamp}Z"), parse_seq(seq)?),
+            None => (stem.to_string(), 0),
+        };
+        if stamp.len() != 16 {
+            return None;
+        }
+        let time = NaiveDateTime::parse_from_str(&stamp, TIME_FORMAT)
+            .ok()?
+            .and_utc();
+        Some(Self {
+            database,
+            time,
+            seq,
+            format,
+        })
+    }
+}
+
+fn parse_seq(s: &str) -> Option<u32> {
+    if s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|n| *n >= 2)
+}
+
+fn encode_db(name: &str) -> String {
+    // `.` and `..` would read as path segments in many tools.
+    if name.chars().all(|c| c == '.') {
+        return name.replace('.', "%2E");
+    }
+    utf8_percent_encode(name, ENCODED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn key_shape_matches_the_documented_layout() {
+        let id = BackupId::new("app", at(2026, 11, 23, 3, 4, 5), DumpFormat::Plain);
+        assert_eq!(
+            id.key("backups/"),
+            "backups/app/app-20261123T030405Z.sql.gz"
+        );
+        let custom = BackupId {
+            format: DumpFormat::Custom,
+            ..id.clone()
+        };
+        assert_eq!(custom.key(""), "app/app-20261123T030405Z.dump.gz");
+        assert_eq!(
+            id.next_seq().key("p/"),
+            "p/app/app-20261123T030405Z-2.sql.gz"
+        );
+        assert_eq!(id.next_seq().next_seq().seq, 3);
+    }
+
+    #[test]
+    fn awkward_database_names_round_trip() {
+        for name in [
+            "my db",
+            "a/b",
+            "100%",
+            "ünïcødé-数据库",
+            "q?x#y@z:w",
+            "..",
+            "a-b-20260101T000000Z",
+        ] {
+            let id = BackupId::new(name, at(2024, 2, 29, 23, 59, 59), DumpFormat::Custom);
+            let key = id.key("x/");
+            assert_eq!(key.matches('/').count(), 2, "{key}");
+            assert_eq!(BackupId::parse("x/", &key), Some(id), "{key}");
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_not_backups() {
+        for key in [
+            "x/app/",
+            "x/app.sql.gz",
+            "x/app/other-20261123T030405Z.sql.gz",
+            "x/app/app-20261123T030405Z.sql",
+            "x/app/app-20261123T030405Z.tar.gz",
+            "x/app/app-20261323T030405Z.sql.gz",
+            "x/app/app-2026112T030405Z.sql.gz",
+            "x/app/app-20261123T030405Z-1.sql.gz",
+            "x/app/app-20261123T030405Z-02.sql.gz",
+            "x/app/sub/app-20261123T030405Z.sql.gz",
+            "y/app/app-20261123T030405Z.sql.gz",
+            "x/a%2fb/a%2fb-20261123T030405Z.sql.gz",
+        ] {
+            assert_eq!(BackupId::parse("x/", key), None, "{key}");
+        }
+    }
+}

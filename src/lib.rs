@@ -1,0 +1,15 @@
+//! pg-s3-backup: stream `pg_dump` through parallel gzip into an S3 multipart upload.
+//! The pipeline is source (`source`) -> transform (`compress`) -> sink (`upload`); commands wire
+//! the parts together, and `layout` owns the object keys.
+
+pub mod cli;
+pub mod commands;
+pub mod compress;
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod progress;
+pub mod s3;
+pub mod signals;
+pub mod source;
+pub mod upload;

@@ -1,0 +1,52 @@
+//! Entry point: parse flags, run the command, print the error once, map it to the exit code
+//! (0 ok, 1 operation failed, 2 usage or configuration, 130/143 interrupted).
+
+use clap::Parser;
+use pg_s3_backup::{cli, commands, error, signals};
+
+fn main() {
+    let code = match run() {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {}", error::one_line(&err));
+            error::exit_code(&err)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(error::UsageError(clap_one_line(&e)).into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut signals = signals::Signals::install()?;
+        match &cli.command {
+            cli::Command::Backup(args) => commands::backup::run(args, &mut signals).await,
+        }
+    })
+}
+
+/// clap's message without the usage block, on one line.
+fn clap_one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!(
+        "{}: see --help",
+        lines.join(" ").trim_start_matches("error: ")
+    )
+}

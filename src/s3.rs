@@ -1,0 +1,131 @@
+//! The S3 client: region, endpoint and addressing for S3-compatible stores, checksum policy,
+//! retries, and one-line descriptions of S3 errors. It does not decide what to upload.
+
+use crate::cli::ChecksumArg;
+use crate::config::S3Config;
+use crate::error::usage;
+use anyhow::Result;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::Client;
+use std::time::Duration;
+
+/// Attempts per request, first included. The SDK's standard mode retries throttling
+/// (SlowDown, 503), 5xx, and transient I/O errors (connection reset, timeouts) with jittered
+/// exponential backoff from `INITIAL_BACKOFF` up to 20 s; part bodies are `Bytes`, cheap to resend.
+pub const MAX_ATTEMPTS: u32 = 8;
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+pub async fn client(cfg: &S3Config) -> Result<Client> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build(),
+        );
+    if let Some(region) = &cfg.region {
+        loader = loader.region(Region::new(region.clone()));
+    } else if cfg.endpoint_url.is_some() {
+        // S3-compatible stores ignore the region, but the SDK needs one to sign.
+        loader = loader.region(
+            aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(Region::new("us-east-1")),
+        );
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(usage!("no AWS region is set: pass --region (or set AWS_REGION) to the bucket's region, e.g. us-east-1"));
+    }
+    let mut builder =
+        aws_sdk_s3::config::Builder::from(&sdk).force_path_style(cfg.force_path_style);
+    if let Some(url) = &cfg.endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    if let Some((request, response)) = checksum_policy(cfg) {
+        builder = builder
+            .request_checksum_calculation(request)
+            .response_checksum_validation(response);
+    }
+    Ok(Client::from_conf(builder.build()))
+}
+
+/// Since 2025 the SDK adds CRC checksums to every upload by default, which several
+/// S3-compatible stores reject. `auto` keeps that default on AWS and sends checksums only where
+/// an operation requires them on a custom endpoint, unless AWS_REQUEST_CHECKSUM_CALCULATION
+/// (read by the SDK itself) says otherwise.
+fn checksum_policy(
+    cfg: &S3Config,
+) -> Option<(RequestChecksumCalculation, ResponseChecksumValidation)> {
+    let when_required = (
+        RequestChecksumCalculation::WhenRequired,
+        ResponseChecksumValidation::WhenRequired,
+    );
+    let when_supported = (
+        RequestChecksumCalculation::WhenSupported,
+        ResponseChecksumValidation::WhenSupported,
+    );
+    match cfg.checksum {
+        ChecksumArg::WhenRequired => Some(when_required),
+        ChecksumArg::WhenSupported => Some(when_supported),
+        ChecksumArg::Auto => {
+            let env_set = std::env::var_os("AWS_REQUEST_CHECKSUM_CALCULATION").is_some();
+            (cfg.endpoint_url.is_some() && !env_set).then_some(when_required)
+        }
+    }
+}
+
+/// One line for an S3 error: the operation, the object, the store's code and message, and a fix
+/// for the common ones.
+pub fn describe<E, R>(op: &str, target: &str, err: &SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let (code, message) = match err {
+        SdkError::ServiceError(_) => (
+            err.code().unwrap_or("unknown").to_string(),
+            err.message().unwrap_or("").to_string(),
+        ),
+        _ => ("".to_string(), root_cause(err)),
+    };
+    let hint = match code.as_str() {
+        "AccessDenied" | "Forbidden" => {
+            "check that the credentials' IAM policy allows this action on the bucket and prefix"
+        }
+        "NoSuchBucket" => "check --bucket, and create the bucket first",
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" => "check the AWS access key and secret",
+        "ExpiredToken" | "InvalidToken" => "the credentials expired: refresh them",
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+            "check --region: it must be the bucket's region"
+        }
+        "" if message.contains("credentials") => {
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity"
+        }
+        "" => "check --endpoint-url and the network",
+        _ => "see the store's message",
+    };
+    let code = if code.is_empty() {
+        String::new()
+    } else {
+        format!("{code}: ")
+    };
+    anyhow::anyhow!("S3 {op} on {target} failed: {code}{message}: {hint}")
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}

@@ -1,0 +1,294 @@
+//! Chooses and runs pg_dump: the binary matching the server's major version, a strict exit
+//! status, and a concurrently drained stderr whose tail explains a failure. It does not
+//! compress or upload; the caller reads stdout.
+
+use crate::layout::DumpFormat;
+use crate::source::conninfo::ConnInfo;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Where Debian and the PostgreSQL apt repository install one directory per major version.
+const PG_LIB_DIR: &str = "/usr/lib/postgresql";
+/// Lines of pg_dump's stderr kept for the error message.
+const TAIL_LINES: usize = 20;
+
+/// A PostgreSQL version as `server_version_num` writes it: 150018 for 15.18, 90624 for 9.6.24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PgVersion(pub u32);
+
+impl PgVersion {
+    /// The major release: 15 for 15.x; 906 for 9.6 (majors before 10 had two parts).
+    pub fn major(self) -> u32 {
+        if self.0 >= 100_000 {
+            self.0 / 10_000
+        } else {
+            self.0 / 100
+        }
+    }
+
+    pub fn major_text(self) -> String {
+        match self.major() {
+            m if m >= 10 && self.0 >= 100_000 => m.to_string(),
+            m => format!("{}.{}", m / 100, m % 100),
+        }
+    }
+
+    /// Parses `15.18`, `16beta2`, `9.6.24`, or pg_dump's `pg_dump (PostgreSQL) 15.18 (Debian ...)`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let word = text
+            .split_whitespace()
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+        let nums: Vec<u32> = word
+            .split('.')
+            .map(|p| {
+                p.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .map_while(|p| p.parse().ok())
+            .collect();
+        match nums.as_slice() {
+            [major, rest @ ..] if *major >= 10 => {
+                Some(Self(major * 10_000 + rest.first().copied().unwrap_or(0)))
+            }
+            [major, minor, rest @ ..] => Some(Self(
+                major * 10_000 + minor * 100 + rest.first().copied().unwrap_or(0),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The pg_dump binary to run and its version.
+#[derive(Debug, Clone)]
+pub struct PgDump {
+    pub path: PathBuf,
+    pub version: PgVersion,
+    /// What `pg_dump --version` printed, e.g. `pg_dump (PostgreSQL) 15.18`.
+    pub version_text: String,
+}
+
+/// Picks pg_dump for a server: `--pg-dump-path` if given; else the installed major matching the
+/// server; else the newest installed one at or above it; else `pg_dump` on PATH. Fails, before
+/// anything is uploaded, when the choice is older than the server (pg_dump would abort with
+/// "server version mismatch" after the upload had started).
+pub fn choose(server: PgVersion, override_path: Option<&Path>) -> Result<PgDump> {
+    let path = match override_path {
+        Some(p) => p.to_path_buf(),
+        None => pick_installed(server.major(), &installed_majors())
+            .unwrap_or_else(|| PathBuf::from("pg_dump")),
+    };
+    let dump = probe(&path)?;
+    if dump.version.major() < server.major() {
+        bail!(
+            "{} is version {} but the server is {}: pg_dump must be at least the server's major version; install postgresql-client-{} or pass --pg-dump-path",
+            dump.path.display(),
+            dump.version.major_text(),
+            server.major_text(),
+            server.major_text()
+        );
+    }
+    Ok(dump)
+}
+
+fn installed_majors() -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(PG_LIB_DIR) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin/pg_dump");
+            bin.is_file().then_some((major, bin))
+        })
+        .collect()
+}
+
+/// Pure choice among installed `(major, path)` pairs (majors >= 10 only, as Debian lays them out).
+fn pick_installed(server_major: u32, installed: &[(u32, PathBuf)]) -> Option<PathBuf> {
+    installed
+        .iter()
+        .find(|(m, _)| *m == server_major)
+        .or_else(|| {
+            installed
+                .iter()
+                .filter(|(m, _)| *m >= server_major)
+                .max_by_key(|(m, _)| *m)
+        })
+        .map(|(_, p)| p.clone())
+}
+
+fn probe(path: &Path) -> Result<PgDump> {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run pg_dump `{}`: install postgresql-client or pass --pg-dump-path",
+                path.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let version = PgVersion::parse(text.trim_start_matches("pg_dump (PostgreSQL)"))
+        .filter(|_| out.status.success())
+        .ok_or_else(|| {
+            anyhow!(
+                "`{} --version` printed `{text}`, not a pg_dump version: pass --pg-dump-path with a real pg_dump",
+                path.display()
+            )
+        })?;
+    Ok(PgDump {
+        path: path.to_path_buf(),
+        version,
+        version_text: text,
+    })
+}
+
+/// A running pg_dump. Dropping it kills the child.
+pub struct Running {
+    child: tokio::process::Child,
+    stdout: Option<std::fs::File>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    path: PathBuf,
+}
+
+impl PgDump {
+    /// Starts pg_dump with stdout piped; its stderr is forwarded line by line and its tail kept.
+    pub fn spawn(&self, conn: &ConnInfo, format: DumpFormat, extra: &[String]) -> Result<Running> {
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.arg("--no-password");
+        match format {
+            DumpFormat::Plain => cmd.arg("--format=plain"),
+            // Our gzip compresses in parallel; pg_dump's own compression would be wasted work.
+            DumpFormat::Custom => cmd.args(["--format=custom", "--compress=0"]),
+        };
+        cmd.args(extra)
+            .arg(format!("--dbname={}", conn.dump_conninfo()));
+        // The password goes through the environment, never the command line (visible in ps).
+        match conn.password() {
+            Some(p) => cmd.env("PGPASSWORD", p),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start pg_dump `{}`", self.path.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("pg_dump stdout")?
+            .into_owned_fd()?;
+        let stderr = child.stderr.take().context("pg_dump stderr")?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_task = tokio::spawn(drain_stderr(stderr, tail.clone()));
+        Ok(Running {
+            child,
+            stdout: Some(stdout.into()),
+            tail,
+            stderr_task,
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// Forwards pg_dump's stderr and keeps its last lines; a full stderr pipe would stall pg_dump.
+async fn drain_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{line}");
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+impl Running {
+    /// The dump stream, as a blocking reader for the compressor thread.
+    pub fn take_stdout(&mut self) -> std::fs::File {
+        self.stdout.take().expect("stdout taken once")
+    }
+
+    /// Stops pg_dump (SIGKILL) when the rest of the pipeline has already failed.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    /// Waits for pg_dump to exit; anything but exit status 0 is an error carrying stderr's tail.
+    pub async fn wait(mut self) -> Result<()> {
+        let status = self.child.wait().await.context("waiting for pg_dump")?;
+        // stderr reaches EOF once the child has exited; then the tail is complete.
+        let _ = (&mut self.stderr_task).await;
+        if status.success() {
+            return Ok(());
+        }
+        let tail: Vec<String> = self
+            .tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                format!("was killed by signal {}", status.signal().unwrap_or(0))
+            }
+        };
+        let detail = if tail.is_empty() {
+            "no output on stderr".into()
+        } else {
+            tail.join(" | ")
+        };
+        bail!("pg_dump `{}` {how}: {detail}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_from_server_and_pg_dump_text() {
+        assert_eq!(
+            PgVersion::parse("15.18 (Debian 15.18-0+deb12u1)"),
+            Some(PgVersion(150018))
+        );
+        assert_eq!(PgVersion::parse("17.2"), Some(PgVersion(170002)));
+        assert_eq!(PgVersion::parse("16beta2"), Some(PgVersion(160000)));
+        assert_eq!(PgVersion::parse("9.6.24"), Some(PgVersion(90624)));
+        assert_eq!(
+            PgVersion::parse("pg_dump (PostgreSQL) 13.4"),
+            Some(PgVersion(130004))
+        );
+        assert_eq!(PgVersion::parse("garbage"), None);
+        assert_eq!(PgVersion(90624).major(), 906);
+        assert_eq!(PgVersion(90624).major_text(), "9.6");
+        assert_eq!(PgVersion(170002).major_text(), "17");
+    }
+
+    #[test]
+    fn installed_choice_prefers_match_then_newest_newer() {
+        let installed = vec![
+            (14, PathBuf::from("/p/14")),
+            (17, PathBuf::from("/p/17")),
+            (16, PathBuf::from("/p/16")),
+        ];
+        assert_eq!(pick_installed(16, &installed), Some(PathBuf::from("/p/16")));
+        assert_eq!(pick_installed(15, &installed), Some(PathBuf::from("/p/17")));
+        assert_eq!(pick_installed(13, &installed), Some(PathBuf::from("/p/17")));
+        assert_eq!(pick_installed(18, &installed), None);
+    }
+}
