@@ -25,10 +25,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct S3Args {
     /// Bucket name (S3 naming rules: 3-63 lowercase letters, digits, dots, hyphens).
-    #[arg(long, env = "S3_BUCKET")]
+    #[arg(long, allow_hyphen_values = true, env = "S3_BUCKET")]
     pub bucket: String,
     /// Key prefix under which backups are written, e.g. `backups/` (no leading `/`).
-    #[arg(long, env = "S3_PREFIX", default_value = "")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "S3_PREFIX",
+        default_value = ""
+    )]
     pub prefix: String,
     /// AWS region of the bucket.
     #[arg(long, visible_alias = "aws-region", env = "AWS_REGION")]
@@ -72,19 +77,39 @@ pub struct BackupArgs {
     #[arg(long, env = "PG_DUMP_PATH")]
     pub pg_dump_path: Option<PathBuf>,
     /// gzip level, 1 (fastest) to 9 (smallest).
-    #[arg(long, env = "COMPRESSION_LEVEL", default_value = "6")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "COMPRESSION_LEVEL",
+        default_value = "6"
+    )]
     pub compression_level: String,
     /// Compression threads (default: all cores).
-    #[arg(long, env = "COMPRESSION_THREADS")]
+    #[arg(long, allow_hyphen_values = true, env = "COMPRESSION_THREADS")]
     pub threads: Option<String>,
     /// First multipart part size (at least 5MiB); later parts grow so that 5 TiB fits in --max-parts.
-    #[arg(long, env = "PART_SIZE", default_value = "8MiB")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "PART_SIZE",
+        default_value = "8MiB"
+    )]
     pub part_size: String,
     /// Most parts the store accepts in one upload (S3: 10000).
-    #[arg(long, env = "MAX_PARTS", default_value = "10000")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "MAX_PARTS",
+        default_value = "10000"
+    )]
     pub max_parts: String,
     /// Parts uploaded at once; memory use is about (this + 1) x part size.
-    #[arg(long, env = "UPLOAD_CONCURRENCY", default_value = "4")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "UPLOAD_CONCURRENCY",
+        default_value = "4"
+    )]
     pub upload_concurrency: String,
     /// S3 storage class, e.g. STANDARD_IA, GLACIER_IR.
     #[arg(long, env = "S3_STORAGE_CLASS")]

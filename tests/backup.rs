@@ -1,0 +1,360 @@
+//! `backup` end to end: real PostgreSQL, real pg_dump and psql, on both S3 servers.
+
+use crate::support::{gunzip, script, unique, Pg, Run, Store, STORES};
+use sha2::{Digest, Sha256};
+
+const AWKWARD: &str = include_str!("fixtures/awkward.sql");
+
+/// Creates a database with the awkward fixture plus `random_mib` MiB of incompressible bytea
+/// (to force a multipart upload with 5 MiB parts).
+fn awkward_db(random_mib: usize) -> String {
+    let db = unique("rt");
+    Pg::create_db(&db);
+    let url = Pg::url(&db);
+    Pg::psql_stdin(&url, AWKWARD.as_bytes());
+    if random_mib > 0 {
+        Pg::psql(
+            &url,
+            &format!(
+                "CREATE TABLE noise AS SELECT g AS id, \
+                 decode(string_agg(md5(random()::text || g::text || s::text), ''), 'hex') AS b \
+                 FROM generate_series(1, {random_mib}) g, generate_series(1, 65536) s GROUP BY g"
+            ),
+        );
+    }
+    db
+}
+
+/// Backs up, downloads, checks the object, restores into a fresh database and compares.
+async fn round_trip(store: Store, random_mib: usize, format: &str, expect_multipart: bool) {
+    let db = awkward_db(random_mib);
+    let bucket = store.bucket("rt").await;
+    let out = Run::backup(
+        store,
+        &bucket,
+        &Pg::url(&db),
+        &["--part-size", "5MiB", "--format", format],
+    )
+    .run();
+    let json = out.ok();
+    let key = json["key"].as_str().unwrap().to_string();
+    let ext = if format == "custom" {
+        ".dump.gz"
+    } else {
+        ".sql.gz"
+    };
+    assert!(
+        key.starts_with(&format!("pg/{db}/{db}-")) && key.ends_with(ext),
+        "{key}"
+    );
+    assert_eq!(
+        store.keys_in(&bucket).await,
+        vec![key.clone()],
+        "exactly one object"
+    );
+    assert_eq!(store.open_uploads(&bucket).await, 0);
+
+    let (body, meta, content_type) = store.get(&bucket, &key).await;
+    assert_eq!(content_type.as_deref(), Some("application/gzip"));
+    let sha = hex::encode(Sha256::digest(&body));
+    assert_eq!(json["sha256"], sha.as_str());
+    assert_eq!(meta.get("sha256"), Some(&sha), "sha256 metadata: {meta:?}");
+    assert_eq!(json["size"], body.len() as u64);
+    assert_eq!(meta.get("format").map(String::as_str), Some(format));
+    let raw = gunzip(&body);
+    assert_eq!(json["raw_size"], raw.len() as u64);
+    assert_eq!(meta.get("raw-size"), Some(&raw.len().to_string()));
+    let parts = json["parts"].as_u64().unwrap();
+    assert_eq!(parts > 1, expect_multipart, "parts: {parts}");
+
+    let target = format!("{db}-restored");
+    Pg::create_db(&target);
+    if format == "custom" {
+        restore_custom(&raw, &target);
+    } else {
+        Pg::psql_stdin(&Pg::url(&target), &raw);
+    }
+    assert_eq!(
+        Pg::canonical_dump(&target),
+        Pg::canonical_dump(&db),
+        "restored database differs"
+    );
+    // Spot checks on values that are easy to mangle, beyond the dump comparison.
+    let url = Pg::url(&target);
+    assert_eq!(
+        Pg::psql(&url, "SELECT count(*) FROM public.texts WHERE body IS NULL"),
+        "1"
+    );
+    assert_eq!(
+        Pg::psql(&url, "SELECT count(*) FROM public.texts WHERE body = ''"),
+        "1"
+    );
+    assert_eq!(
+        Pg::psql(
+            &url,
+            "SELECT amount FROM billing.invoices ORDER BY id LIMIT 1"
+        ),
+        "123456789012345678.123456789012"
+    );
+    assert_eq!(Pg::psql(&url, "SELECT nextval('billing.counter')"), "1014");
+    assert_eq!(Pg::psql(&url, "SELECT billing.add_tax(10)"), "12.0");
+}
+
+fn restore_custom(archive: &[u8], target: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(Pg::bin("pg_restore"))
+        .args(["--no-owner", "--exit-on-error", "-d", &Pg::url(target)])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn plain_round_trip_multipart_on_both_stores() {
+    for store in STORES {
+        round_trip(store, 12, "plain", true).await;
+    }
+}
+
+#[tokio::test]
+async fn small_dump_is_one_put_object_on_both_stores() {
+    for store in STORES {
+        round_trip(store, 0, "plain", false).await;
+    }
+}
+
+#[tokio::test]
+async fn custom_format_round_trip_on_both_stores() {
+    for store in STORES {
+        round_trip(store, 6, "custom", true).await;
+    }
+}
+
+/// A pg_dump that writes 12 MiB (two parts uploaded) and then fails.
+fn failing_pg_dump() -> std::path::PathBuf {
+    script(
+        "pg_dump",
+        r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
+head -c 12582912 /dev/urandom
+echo "pg_dump: error: simulated failure after data" >&2
+exit 3"#,
+    )
+}
+
+#[tokio::test]
+async fn failing_pg_dump_leaves_no_object_and_no_upload() {
+    let db = unique("fail");
+    Pg::create_db(&db);
+    let fake = failing_pg_dump();
+    for store in STORES {
+        let bucket = store.bucket("fail").await;
+        let out = Run::backup(
+            store,
+            &bucket,
+            &Pg::url(&db),
+            &[
+                "--part-size",
+                "5MiB",
+                "--pg-dump-path",
+                fake.to_str().unwrap(),
+            ],
+        )
+        .run();
+        out.fails(1, &["exited with status 3", "simulated failure after data"]);
+        assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+        assert_eq!(
+            store.keys_in(&bucket).await,
+            Vec::<String>::new(),
+            "{store:?}"
+        );
+        assert_eq!(
+            store.open_uploads(&bucket).await,
+            0,
+            "{store:?}: upload not aborted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn older_pg_dump_fails_before_any_upload() {
+    let db = unique("old");
+    Pg::create_db(&db);
+    let old = script("pg_dump", r#"echo "pg_dump (PostgreSQL) 12.19"; exit 0"#);
+    for store in STORES {
+        let bucket = store.bucket("old").await;
+        let out = Run::backup(
+            store,
+            &bucket,
+            &Pg::url(&db),
+            &["--pg-dump-path", old.to_str().unwrap()],
+        )
+        .run();
+        out.fails(
+            1,
+            &[
+                "version 12 but the server is 15",
+                "--pg-dump-path",
+                "postgresql-client-15",
+            ],
+        );
+        assert!(store.keys_in(&bucket).await.is_empty());
+        assert_eq!(store.open_uploads(&bucket).await, 0);
+    }
+}
+
+#[test]
+fn invalid_bucket_is_a_usage_error_before_any_connection() {
+    // Nothing listens on port 1; a network call would fail differently.
+    for bucket in ["My_Backups", "ab", "192.168.0.1", "a..b", "-abc"] {
+        let out = Run::new(&[
+            "backup",
+            "--database-url",
+            "postgres://u:pw@127.0.0.1:1/db",
+            "--bucket",
+            bucket,
+            "--endpoint-url",
+            "http://127.0.0.1:1",
+        ])
+        .run();
+        out.fails(2, &[&format!("bucket name `{bucket}` is invalid")]);
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "one line only: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn bad_numbers_and_prefixes_are_usage_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--compression-level", "0"], "--compression-level `0`"),
+        (&["--compression-level", "10"], "--compression-level `10`"),
+        (&["--part-size", "4MiB"], "--part-size `4MiB`"),
+        (&["--part-size", "6GiB"], "--part-size `6GiB`"),
+        (&["--max-parts", "20000"], "--max-parts `20000`"),
+        (&["--upload-concurrency", "-1"], "--upload-concurrency `-1`"),
+        (&["--prefix", "/abs"], "prefix `/abs`"),
+        (&["--prefix", "a/../b"], "prefix `a/../b`"),
+        (&["--format", "tar"], "--format `tar`"),
+        (
+            &["--database-url", "postgres://u@h/db?sslmode=sometimes"],
+            "sslmode `sometimes`",
+        ),
+        (
+            &["--pg-dump-arg=--file=/tmp/x"],
+            "--pg-dump-arg `--file=/tmp/x`",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["backup", "--bucket", "good-bucket"];
+        args.extend_from_slice(extra);
+        // The flag, where given, wins over the environment.
+        let out = Run::new(&args)
+            .env("DATABASE_URL", "postgres://u@127.0.0.1:1/db")
+            .run();
+        out.fails(2, &[needle]);
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "one line only: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_database_wrong_password_and_missing_database() {
+    let store = Store::S3sFs;
+    let bucket = store.bucket("conn").await;
+    let admin = Pg::admin_url();
+    let wrong_pw = admin.replacen("pgs3-test-password", "not-the-password-x9", 1);
+    let missing = Pg::url(&unique("missing"));
+    let cases = [
+        (
+            "postgres://pgs3:pw@127.0.0.1:1/db".to_string(),
+            "cannot connect to PostgreSQL at 127.0.0.1:1",
+        ),
+        (wrong_pw, "password authentication failed"),
+        (missing, "does not exist"),
+    ];
+    for (url, needle) in cases {
+        let out = Run::backup(store, &bucket, &url, &[]).run();
+        let line = out.fails(1, &[needle, "check"]).to_string();
+        assert!(
+            !out.stderr.contains("not-the-password-x9"),
+            "password leaked: {}",
+            out.stderr
+        );
+        assert!(!line.contains("pgs3-test-password"));
+    }
+    assert!(store.keys_in(&bucket).await.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_abort_the_upload() {
+    let db = unique("sig");
+    Pg::create_db(&db);
+    // Writes 12 MiB so at least one part is uploaded, then stalls like a dump waiting on a lock.
+    let slow = script(
+        "pg_dump",
+        r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
+head -c 12582912 /dev/urandom
+sleep 60"#,
+    );
+    for (store, signal, code) in [
+        (Store::Moto, libc::SIGTERM, 143),
+        (Store::S3sFs, libc::SIGINT, 130),
+    ] {
+        let bucket = store.bucket("sig").await;
+        let child = Run::backup(
+            store,
+            &bucket,
+            &Pg::url(&db),
+            &[
+                "--part-size",
+                "5MiB",
+                "--pg-dump-path",
+                slow.to_str().unwrap(),
+            ],
+        )
+        .spawn();
+        let started = std::time::Instant::now();
+        while store.open_uploads(&bucket).await == 0 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "no multipart upload started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let signalled = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out: crate::support::Done =
+            tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+                .await
+                .unwrap()
+                .into();
+        assert!(
+            signalled.elapsed().as_secs_f64() < 5.0,
+            "took {:?}",
+            signalled.elapsed()
+        );
+        out.fails(code, &["interrupted by", "aborted"]);
+        assert_eq!(
+            store.open_uploads(&bucket).await,
+            0,
+            "{store:?}: upload left behind"
+        );
+        assert!(store.keys_in(&bucket).await.is_empty());
+    }
+}

@@ -1,0 +1,419 @@
+//! Shared helpers for the integration tests: the services started by `scripts/services`, a
+//! builder that runs the real binary, S3 access to both stores, and PostgreSQL helpers.
+
+#![allow(dead_code)]
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::Client;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Reads a variable written by `scripts/services start`; tests never skip silently.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `scripts/test`, which starts the services")
+    })
+}
+
+/// A name unique to this test process and call, usable as bucket and database name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The two independent S3 servers every S3 behaviour is tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Moto,
+    S3sFs,
+}
+
+pub const STORES: [Store; 2] = [Store::Moto, Store::S3sFs];
+
+impl Store {
+    pub fn endpoint(self) -> String {
+        match self {
+            Store::Moto => env("PGS3_TEST_MOTO_URL"),
+            Store::S3sFs => env("PGS3_TEST_S3S_URL"),
+        }
+    }
+
+    pub fn keys(self) -> (String, String) {
+        match self {
+            Store::Moto => ("motoaccesskey".into(), "motosecretkey".into()),
+            Store::S3sFs => (
+                env("PGS3_TEST_S3S_ACCESS_KEY"),
+                env("PGS3_TEST_S3S_SECRET_KEY"),
+            ),
+        }
+    }
+
+    pub fn client(self) -> Client {
+        let (ak, sk) = self.keys();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+            .build();
+        Client::from_conf(conf)
+    }
+
+    /// Creates a fresh bucket for one test.
+    pub async fn bucket(self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.client()
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket");
+        name
+    }
+
+    /// Every key in the bucket.
+    pub async fn keys_in(self, bucket: &str) -> Vec<String> {
+        let out = self
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(String::from))
+            .collect()
+    }
+
+    pub async fn get(
+        self,
+        bucket: &str,
+        key: &str,
+    ) -> (Vec<u8>, HashMap<String, String>, Option<String>) {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get object");
+        let meta = out.metadata().cloned().unwrap_or_default();
+        let content_type = out.content_type().map(String::from);
+        let body = out
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .to_vec();
+        (body, meta, content_type)
+    }
+
+    /// Multipart uploads still open in the bucket. s3s-fs 0.14 does not implement
+    /// ListMultipartUploads, so its data directory is read instead.
+    pub async fn open_uploads(self, bucket: &str) -> usize {
+        match self {
+            Store::Moto => {
+                let out = self
+                    .client()
+                    .list_multipart_uploads()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .expect("list uploads");
+                out.uploads().len()
+            }
+            Store::S3sFs => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bucket);
+                let marker = format!(".bucket-{b64}.object-");
+                std::fs::read_dir(env("PGS3_TEST_S3S_DATA"))
+                    .expect("s3s-fs data dir")
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&marker) && n.contains(".upload-"))
+                    .count()
+            }
+        }
+    }
+}
+
+/// Runs the real binary with a clean environment plus what the test sets.
+pub struct Run {
+    cmd: Command,
+}
+
+pub struct Done {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new(args: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-s3-backup"));
+        cmd.args(args).env_clear().stdin(Stdio::null());
+        for var in ["PATH", "HOME", "TMPDIR", "LANG"] {
+            if let Ok(v) = std::env::var(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        Self { cmd }
+    }
+
+    /// A backup of `db` to `bucket` on `store`, with the store's credentials.
+    pub fn backup(store: Store, bucket: &str, db_url: &str, extra: &[&str]) -> Self {
+        let endpoint = store.endpoint();
+        let mut args = vec![
+            "backup",
+            "--database-url",
+            db_url,
+            "--bucket",
+            bucket,
+            "--prefix",
+            "pg/",
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &endpoint,
+            "--force-path-style",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (ak, sk) = store.keys();
+        Self::new(&args)
+            .env("AWS_ACCESS_KEY_ID", &ak)
+            .env("AWS_SECRET_ACCESS_KEY", &sk)
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary")
+    }
+
+    pub fn run(mut self) -> Done {
+        let out = self.cmd.output().expect("run binary");
+        Done::from(out)
+    }
+}
+
+impl From<Output> for Done {
+    fn from(out: Output) -> Self {
+        Done {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Done {
+    #[track_caller]
+    pub fn ok(&self) -> serde_json::Value {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Asserts a failure with `code` whose error is one line containing every `needle`.
+    #[track_caller]
+    pub fn fails(&self, code: i32, needles: &[&str]) -> &str {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "exactly one error line expected in:\n{}",
+            self.stderr
+        );
+        for needle in needles {
+            assert!(
+                errors[0].contains(needle),
+                "`{needle}` missing from: {}",
+                errors[0]
+            );
+        }
+        errors[0]
+    }
+}
+
+/// PostgreSQL helpers: a superuser URL, databases, and psql.
+pub struct Pg;
+
+impl Pg {
+    pub fn admin_url() -> String {
+        env("PGS3_TEST_PG_URL")
+    }
+
+    pub fn bin(tool: &str) -> PathBuf {
+        Path::new(&env("PGS3_TEST_PG_BIN")).join(tool)
+    }
+
+    /// URL of database `db` (name percent-encoded) on the test server.
+    pub fn url(db: &str) -> String {
+        let admin = Self::admin_url();
+        let base = admin.rsplit_once('/').expect("url with db").0;
+        format!(
+            "{base}/{}",
+            percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)
+        )
+    }
+
+    pub fn create_db(db: &str) {
+        Self::psql(
+            &Self::admin_url(),
+            &format!("CREATE DATABASE \"{}\"", db.replace('"', "\"\"")),
+        );
+    }
+
+    /// Runs SQL with psql, stopping at the first error; returns unaligned output.
+    #[track_caller]
+    pub fn psql(url: &str, sql: &str) -> String {
+        let out = Command::new(Self::bin("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Feeds a script to psql on stdin in one transaction.
+    #[track_caller]
+    pub fn psql_stdin(url: &str, script: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new(Self::bin("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-d",
+                url,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn psql");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = script.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("psql");
+        writer.join().unwrap();
+        assert!(
+            out.status.success(),
+            "psql restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A full plain dump of `db`, normalized so two databases with equal content compare equal
+    /// (pg_dump 15.14+ writes a random `\restrict` key per dump).
+    pub fn canonical_dump(db: &str) -> String {
+        let out = Command::new(Self::bin("pg_dump"))
+            .args(["--no-owner", "-d", &Self::url(db)])
+            .output()
+            .expect("pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8 dump")
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Decompresses with the system's `gzip -dc` (also proves `gzip -t`-level validity).
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("gzip");
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "gzip -dc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Writes an executable shell script (a stand-in pg_dump) into a fresh directory.
+pub fn script(name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(unique("pgs3-test-bin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}

@@ -1,0 +1,6 @@
+//! One integration-test binary with a module per area; see `support` for the harness.
+//! Run through `scripts/test`, which starts PostgreSQL, moto and s3s-fs.
+
+mod support;
+
+mod backup;
