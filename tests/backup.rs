@@ -358,3 +358,47 @@ sleep 60"#,
         assert!(store.keys_in(&bucket).await.is_empty());
     }
 }
+
+#[tokio::test]
+async fn an_existing_backup_in_the_same_second_is_never_overwritten() {
+    let db = unique("same");
+    Pg::create_db(&db);
+    for store in STORES {
+        let bucket = store.bucket("same").await;
+        // Occupy the keys of the next few seconds, so the backup must start inside one of them.
+        let now = chrono::Utc::now();
+        let mut taken = Vec::new();
+        for s in 0..4 {
+            let id = pg_s3_backup::layout::BackupId::new(
+                &db,
+                now + chrono::Duration::seconds(s),
+                pg_s3_backup::layout::DumpFormat::Plain,
+            );
+            let key = id.key("pg/");
+            store
+                .client()
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(b"earlier backup".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            taken.push(key);
+        }
+        let json = Run::backup(store, &bucket, &Pg::url(&db), &[]).run().ok();
+        let key = json["key"].as_str().unwrap();
+        assert!(key.ends_with("Z-2.sql.gz"), "{key}");
+        assert!(
+            taken.contains(&key.replace("Z-2.sql.gz", "Z.sql.gz")),
+            "{key}"
+        );
+        for k in &taken {
+            assert_eq!(
+                store.get(&bucket, k).await.0,
+                b"earlier backup",
+                "{k} was overwritten"
+            );
+        }
+    }
+}
