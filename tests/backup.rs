@@ -455,11 +455,7 @@ async fn memory_stays_bounded_whatever_the_dump_size() {
     let db = unique("mem");
     Pg::create_db(&db);
     // 160 MiB of incompressible data: a tool that buffered the dump would hold all of it.
-    let big = script(
-        "pg_dump",
-        r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
-head -c 167772160 /dev/urandom"#,
-    );
+    let big = random_pg_dump(160);
     let store = Store::S3sFs;
     let bucket = store.bucket("mem").await;
     let child = Run::backup(
@@ -486,4 +482,54 @@ head -c 167772160 /dev/urandom"#,
     // (2 + 1) parts of 5 MiB plus the runtime; far below the 160 MiB streamed.
     assert!(peak < 64 << 20, "peak RSS {} MiB", peak >> 20);
     assert_eq!(store.open_uploads(&bucket).await, 0);
+}
+
+/// A pg_dump that writes `mib` MiB of incompressible data.
+fn random_pg_dump(mib: usize) -> std::path::PathBuf {
+    script(
+        "pg_dump",
+        &format!(
+            r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
+head -c {} /dev/urandom"#,
+            mib << 20
+        ),
+    )
+}
+
+#[tokio::test]
+async fn max_parts_grows_parts_and_refuses_streams_beyond_its_capacity() {
+    let db = unique("parts");
+    Pg::create_db(&db);
+    let fits = random_pg_dump(12);
+    let too_big = random_pg_dump(16);
+    for store in STORES {
+        let bucket = store.bucket("parts").await;
+        // With 2 parts allowed, parts are 5 MiB then 10 MiB: 12 MiB fits in two.
+        let args = [
+            "--part-size",
+            "5MiB",
+            "--max-parts",
+            "2",
+            "--compression-level",
+            "1",
+        ];
+        let mut with_fits = args.to_vec();
+        with_fits.extend(["--pg-dump-path", fits.to_str().unwrap()]);
+        let json = Run::backup(store, &bucket, &Pg::url(&db), &with_fits)
+            .run()
+            .ok();
+        assert_eq!(json["parts"], 2);
+        let key = json["key"].as_str().unwrap();
+        // 16 MiB does not fit in 5 + 10 MiB: the upload is aborted with the fix in the message.
+        let mut with_big = args.to_vec();
+        with_big.extend(["--pg-dump-path", too_big.to_str().unwrap()]);
+        Run::backup(store, &bucket, &Pg::url(&db), &with_big)
+            .run()
+            .fails(
+                1,
+                &["larger than 2 parts can hold", "--part-size or --max-parts"],
+            );
+        assert_eq!(store.keys_in(&bucket).await, vec![key.to_string()]);
+        assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+    }
 }
