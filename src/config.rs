@@ -272,6 +272,10 @@ fn check_pg_dump_args(args: &[String]) -> Result<Vec<String>> {
             "--jobs",
             "parallel dumps need the directory format, which cannot be streamed",
         ),
+        ("--help", "it prints usage instead of a dump"),
+        ("-?", "it prints usage instead of a dump"),
+        ("--version", "it prints a version instead of a dump"),
+        ("-V", "it prints a version instead of a dump"),
     ];
     for arg in args {
         for (flag, why) in OWNED {
@@ -407,6 +411,8 @@ mod tests {
             "--compress=9",
             "-j4",
             "--dbname=x",
+            "--help",
+            "-V",
         ] {
             assert!(check_pg_dump_args(&[bad.into()]).is_err(), "{bad}");
         }
