@@ -49,6 +49,31 @@ pub struct S3Args {
     /// unless AWS_REQUEST_CHECKSUM_CALCULATION says otherwise.
     #[arg(long, value_enum, env = "S3_CHECKSUM", default_value = "auto")]
     pub checksum: ChecksumArg,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How to get AWS credentials when not from the standard chain.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// IAM role to assume: with a GitHub Actions ID token (needs `permissions: id-token: write`),
+    /// else AWS_WEB_IDENTITY_TOKEN_FILE, else sts:AssumeRole from the default credentials.
+    #[arg(long, env = "ROLE_TO_ASSUME")]
+    pub role_to_assume: Option<String>,
+    /// STS session name (default: pg-s3-backup-ORG-REPO-RUNID in GitHub Actions).
+    #[arg(long, env = "ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
+    /// Lifetime of the role session; credentials are refreshed before it ends.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "ROLE_DURATION_SECONDS",
+        default_value = "3600"
+    )]
+    pub role_duration_seconds: String,
+    /// Audience of the GitHub ID token.
+    #[arg(long, env = "OIDC_AUDIENCE", default_value = "sts.amazonaws.com")]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! Turns parsed flags into a validated configuration of concrete types. No I/O happens here:
 //! every check that can fail before the first network call or child process lives in this file.
 
+use crate::auth::AuthConfig;
 use crate::cli::{BackupArgs, ChecksumArg, S3Args};
 use crate::compress::GzipOptions;
 use crate::error::usage;
@@ -20,6 +21,7 @@ pub struct S3Config {
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
     pub checksum: ChecksumArg,
+    pub auth: AuthConfig,
 }
 
 /// Object attributes set on each backup.
@@ -116,6 +118,12 @@ impl S3Config {
             endpoint_url,
             force_path_style: args.force_path_style,
             checksum: args.checksum,
+            auth: AuthConfig::new(
+                args.auth.role_to_assume.as_deref(),
+                args.auth.role_session_name.as_deref(),
+                &args.auth.role_duration_seconds,
+                &args.auth.audience,
+            )?,
         })
     }
 }

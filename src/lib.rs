@@ -2,6 +2,8 @@
 //! The pipeline is source (`source`) -> transform (`compress`) -> sink (`upload`); commands wire
 //! the parts together, and `layout` owns the object keys.
 
+pub mod action;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod compress;

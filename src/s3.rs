@@ -5,6 +5,7 @@ use crate::cli::ChecksumArg;
 use crate::config::S3Config;
 use crate::error::usage;
 use anyhow::Result;
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -46,6 +47,11 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
     }
     let mut builder =
         aws_sdk_s3::config::Builder::from(&sdk).force_path_style(cfg.force_path_style);
+    if let Some((provider, margin)) = crate::auth::provider(&cfg.auth, &sdk).await? {
+        // Refresh ahead of expiry by minutes, not the SDK's default seconds.
+        let cache = IdentityCache::lazy().buffer_time(margin).build();
+        builder = builder.credentials_provider(provider).identity_cache(cache);
+    }
     if let Some(url) = &cfg.endpoint_url {
         builder = builder.endpoint_url(url);
     }
@@ -89,6 +95,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    if let Some(auth) = find_auth_error(err) {
+        return anyhow::anyhow!("{auth}");
+    }
     let (code, message) = match err {
         SdkError::ServiceError(_) => (
             err.code().unwrap_or("unknown").to_string(),
@@ -118,6 +127,20 @@ where
         format!("{code}: ")
     };
     anyhow::anyhow!("S3 {op} on {target} failed: {code}{message}: {hint}")
+}
+
+/// A credentials failure carries its own complete message (see `auth::AuthError`).
+fn find_auth_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::auth::AuthError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(auth) = e.downcast_ref::<crate::auth::AuthError>() {
+            return Some(auth);
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
