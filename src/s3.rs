@@ -9,6 +9,7 @@ use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
@@ -95,8 +96,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    if let Some(auth) = find_auth_error(err) {
+    if let Some(auth) = find_in_chain::<crate::auth::AuthError>(err) {
         return anyhow::anyhow!("{auth}");
+    }
+    if let Some(creds) = find_in_chain::<CredentialsError>(err) {
+        if matches!(creds, CredentialsError::CredentialsNotLoaded(_)) {
+            return anyhow::anyhow!("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --role-to-assume");
+        }
+        return anyhow::anyhow!(
+            "cannot get AWS credentials for S3 {op}: {}: check the base credentials, --role-to-assume and the role's trust policy",
+            chain_text(creds)
+        );
     }
     let (code, message) = match err {
         SdkError::ServiceError(_) => (
@@ -115,9 +125,6 @@ where
         "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
             "check --region: it must be the bucket's region"
         }
-        "" if message.contains("credentials") => {
-            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity"
-        }
         "" => "check --endpoint-url and the network",
         _ => "see the store's message",
     };
@@ -129,18 +136,32 @@ where
     anyhow::anyhow!("S3 {op} on {target} failed: {code}{message}: {hint}")
 }
 
-/// A credentials failure carries its own complete message (see `auth::AuthError`).
-fn find_auth_error<'a>(
+/// The first error of type `T` in the source chain (credential failures arrive wrapped).
+fn find_in_chain<'a, T: std::error::Error + 'static>(
     err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a crate::auth::AuthError> {
+) -> Option<&'a T> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if let Some(auth) = e.downcast_ref::<crate::auth::AuthError>() {
-            return Some(auth);
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
         source = e.source();
     }
     None
+}
+
+/// Every message in the chain, once each, on one line.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

@@ -142,3 +142,33 @@ async fn environment_variables_alone_configure_a_backup() {
         .starts_with(&format!("{db}/{db}-")));
     assert_eq!(store.keys_in(&bucket).await.len(), 2);
 }
+
+#[tokio::test]
+async fn no_aws_credentials_is_one_line_with_the_fix() {
+    let db = unique("nocreds");
+    Pg::create_db(&db);
+    let store = Store::S3sFs;
+    let bucket = store.bucket("nocreds").await;
+    let endpoint = store.endpoint();
+    let out = Run::new(&[
+        "backup",
+        "--database-url",
+        &Pg::url(&db),
+        "--bucket",
+        &bucket,
+        "--endpoint-url",
+        &endpoint,
+        "--force-path-style",
+    ])
+    .env("HOME", "/nonexistent")
+    .run();
+    out.fails(
+        1,
+        &[
+            "no AWS credentials found",
+            "AWS_ACCESS_KEY_ID",
+            "--role-to-assume",
+        ],
+    );
+    assert!(store.keys_in(&bucket).await.is_empty());
+}

@@ -61,6 +61,8 @@ impl RoleArn {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub role: Option<RoleArn>,
+    /// Decided from the role and the environment at validation time, before any call.
+    source: Source,
     pub session_name: String,
     pub duration: Duration,
     pub audience: String,
@@ -88,8 +90,10 @@ impl AuthConfig {
                 "--audience is empty: use sts.amazonaws.com, the audience AWS expects"
             ));
         }
+        let source = select(role.as_ref(), |k| std::env::var(k).ok())?;
         Ok(Self {
             role,
+            source,
             session_name,
             duration: Duration::from_secs(seconds as u64),
             audience: audience.to_string(),
@@ -137,15 +141,11 @@ pub async fn provider(
     cfg: &AuthConfig,
     sdk: &SdkConfig,
 ) -> Result<Option<(SharedCredentialsProvider, Duration)>> {
-    let Some(role) = &cfg.role else {
-        return Ok(None);
-    };
-    let provider = match select(Some(role), |k| std::env::var(k).ok())? {
-        Source::DefaultChain => return Ok(None),
-        Source::WebIdentity(tokens) => {
-            SharedCredentialsProvider::new(WebIdentityProvider::new(tokens, cfg, sdk))
+    let provider = match (&cfg.source, &cfg.role) {
+        (Source::WebIdentity(tokens), _) => {
+            SharedCredentialsProvider::new(WebIdentityProvider::new(tokens.clone(), cfg, sdk))
         }
-        Source::AssumeRole => SharedCredentialsProvider::new(
+        (Source::AssumeRole, Some(role)) => SharedCredentialsProvider::new(
             aws_config::sts::AssumeRoleProvider::builder(role.as_str())
                 .session_name(&cfg.session_name)
                 .session_length(cfg.duration)
@@ -153,6 +153,7 @@ pub async fn provider(
                 .build()
                 .await,
         ),
+        _ => return Ok(None),
     };
     Ok(Some((provider, cfg.refresh_margin())))
 }

@@ -61,9 +61,6 @@ pub struct WebIdentityProvider {
 
 impl WebIdentityProvider {
     pub fn new(tokens: TokenSource, cfg: &AuthConfig, sdk: &SdkConfig) -> Self {
-        if let TokenSource::GitHub { token, .. } = &tokens {
-            action::mask(token);
-        }
         // AssumeRoleWithWebIdentity is unsigned: the token is the credential. The regional STS
         // endpoint comes from the region; AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL are honoured
         // through the shared config.

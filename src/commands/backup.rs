@@ -53,6 +53,7 @@ pub struct Outcome {
 
 pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
+    crate::action::mask_known_secrets(cfg.conn.password());
     let started = Instant::now();
     let server = preflight::check(&cfg.conn).await?;
     let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;

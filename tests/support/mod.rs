@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod github;
+
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::Client;
 use std::collections::HashMap;
@@ -32,6 +34,8 @@ pub fn unique(prefix: &str) -> String {
 pub enum Store {
     Moto,
     S3sFs,
+    /// moto with IAM enforced; these keys belong to an admin user.
+    MotoIam,
 }
 
 pub const STORES: [Store; 2] = [Store::Moto, Store::S3sFs];
@@ -41,6 +45,7 @@ impl Store {
         match self {
             Store::Moto => env("PGS3_TEST_MOTO_URL"),
             Store::S3sFs => env("PGS3_TEST_S3S_URL"),
+            Store::MotoIam => env("PGS3_TEST_MOTO_IAM_URL"),
         }
     }
 
@@ -50,6 +55,10 @@ impl Store {
             Store::S3sFs => (
                 env("PGS3_TEST_S3S_ACCESS_KEY"),
                 env("PGS3_TEST_S3S_SECRET_KEY"),
+            ),
+            Store::MotoIam => (
+                env("PGS3_TEST_MOTO_IAM_ADMIN_KEY"),
+                env("PGS3_TEST_MOTO_IAM_ADMIN_SECRET"),
             ),
         }
     }
@@ -123,7 +132,7 @@ impl Store {
     /// ListMultipartUploads, so its data directory is read instead.
     pub async fn open_uploads(self, bucket: &str) -> usize {
         match self {
-            Store::Moto => {
+            Store::Moto | Store::MotoIam => {
                 let out = self
                     .client()
                     .list_multipart_uploads()
@@ -146,6 +155,33 @@ impl Store {
             }
         }
     }
+}
+
+/// Runs the AWS CLI from the test venv against `store` with its keys (IAM setup on moto).
+#[track_caller]
+pub fn aws(store: Store, args: &[&str]) -> String {
+    let (ak, sk) = store.keys();
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/aws");
+    let out = Command::new(cli)
+        .args([
+            "--endpoint-url",
+            &store.endpoint(),
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ak)
+        .env("AWS_SECRET_ACCESS_KEY", sk)
+        .output()
+        .expect("run the venv's aws CLI (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the real binary with a clean environment plus what the test sets.
