@@ -5,6 +5,7 @@ use clap::Parser;
 use pg_s3_backup::{cli, commands, error, signals};
 
 fn main() {
+    fix_mmap_threshold();
     let code = match run() {
         Ok(()) => 0,
         Err(err) => {
@@ -32,6 +33,8 @@ fn run() -> anyhow::Result<()> {
         let mut signals = signals::Signals::install()?;
         match &cli.command {
             cli::Command::Backup(args) => commands::backup::run(args, &mut signals).await,
+            cli::Command::List(args) => commands::list::run(args).await,
+            cli::Command::Prune(args) => commands::prune::run(args).await,
         }
     })
 }
@@ -49,4 +52,15 @@ fn clap_one_line(e: &clap::Error) -> String {
         "{}: see --help",
         lines.join(" ").trim_start_matches("error: ")
     )
+}
+
+/// glibc raises its mmap threshold after the first large buffer is freed, so later part buffers
+/// (MiBs each) come from per-thread arenas that keep the memory: measured 62-70 MiB peak instead
+/// of 50 MiB on a 160 MiB stream. A fixed threshold keeps them mmapped and returned on free.
+fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }

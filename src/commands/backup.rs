@@ -3,16 +3,17 @@
 //! exited 0 and every part succeeded. Any failure or signal aborts the upload.
 
 use crate::cli::BackupArgs;
+use crate::commands::prune;
 use crate::compress::{self, GzipOptions};
 use crate::config::BackupConfig;
 use crate::error::Interrupted;
 use crate::layout::BackupId;
 use crate::progress::{Counters, Reporter};
-use crate::s3;
 use crate::signals::Signals;
 use crate::source::pg_dump::{self, PgDump};
 use crate::source::preflight::{self, ServerInfo};
 use crate::upload::{ObjectSpec, Uploader};
+use crate::{s3, store};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use chrono::Utc;
@@ -25,8 +26,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// Compressed chunks buffered between the compressor and the uploader (each one gzip block).
-const CHANNEL_CHUNKS: usize = 32;
+/// Compressed chunks buffered between the compressor and the uploader. Each is one gzip block
+/// (up to ~512 KiB for incompressible data), so a few keep both sides busy without adding memory.
+const CHANNEL_CHUNKS: usize = 4;
 /// Keys tried when earlier backups took the same second.
 const MAX_SAME_SECOND: u32 = 100;
 
@@ -49,6 +51,57 @@ pub struct Outcome {
     pub pg_dump_version: String,
     /// False when sha256/raw-size could not be attached as object metadata (see warnings).
     pub metadata_complete: bool,
+    /// Backups deleted by the keep policy after this one was verified.
+    pub pruned_count: usize,
+    /// Backups the policy kept (none when no policy was given or retention was skipped).
+    pub kept_count: Option<usize>,
+    pub pruned: Vec<String>,
+}
+
+/// Prunes under the keep policy, only after checking the new object is stored whole
+/// (HeadObject size equals what was sent, and the listing agrees). Missing permissions
+/// (a PutObject-only backup user) skip retention with one warning; the backup still succeeds.
+async fn retain(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    database: &str,
+    key: &str,
+    size: u64,
+) -> Result<Option<prune::Report>> {
+    if cfg.retention.is_empty() {
+        return Ok(None);
+    }
+    let uri = format!("s3://{}/{key}", cfg.s3.bucket);
+    match client.head_object().bucket(&cfg.s3.bucket).key(key).send().await {
+        Ok(head) if head.content_length() == Some(size as i64) => {}
+        Ok(head) => anyhow::bail!(
+            "{uri} is stored with {:?} bytes but {size} were sent: retention skipped; check the object",
+            head.content_length()
+        ),
+        // Without s3:GetObject, the listing's size check in `prune` is the verification.
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {}
+        Err(e) => return Err(s3::describe("HeadObject", &uri, &e)),
+    }
+    let expect = prune::Expect { key, size };
+    match prune::prune(
+        client,
+        &cfg.s3,
+        Some(database),
+        &cfg.retention,
+        Some(expect),
+        false,
+    )
+    .await
+    {
+        Ok(report) => Ok(Some(report)),
+        Err(e) => match e.chain().find_map(|c| c.downcast_ref::<store::Denied>()) {
+            Some(denied) => {
+                eprintln!("warning: the backup is complete, but retention was skipped: {denied}");
+                Ok(None)
+            }
+            None => Err(e.context(format!("the backup {uri} is complete, but pruning failed"))),
+        },
+    }
 }
 
 pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
@@ -70,7 +123,7 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
     };
     let mut uploader = Uploader::new(
-        client,
+        client.clone(),
         spec,
         cfg.upload.parts,
         cfg.upload.concurrency,
@@ -99,13 +152,15 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
             return Err(err);
         }
     };
+    let size = counters.compressed();
+    let retention = retain(&client, &cfg, &server.database, &key, size).await?;
     let outcome = Outcome {
         uri: uploader.uri(),
         key,
         bucket: cfg.s3.bucket.clone(),
         database: server.database.clone(),
         format: cfg.format.name(),
-        size: counters.compressed(),
+        size,
         raw_size: counters.raw(),
         sha256,
         duration_seconds: started.elapsed().as_secs_f64(),
@@ -113,6 +168,9 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         server_version: server.version_text.clone(),
         pg_dump_version: dump.version_text.clone(),
         metadata_complete,
+        pruned_count: retention.as_ref().map_or(0, |r| r.deleted.len()),
+        kept_count: retention.as_ref().map(|r| r.kept()),
+        pruned: retention.map(|r| r.deleted).unwrap_or_default(),
     };
     print_outcome(&outcome, cfg.json)
 }
@@ -297,5 +355,11 @@ fn print_outcome(o: &Outcome, json: bool) -> Result<()> {
     );
     println!("  duration  {:.1} s ({rate:.1} MB/s)", o.duration_seconds);
     println!("  sha256    {}", o.sha256);
+    if let Some(kept) = o.kept_count {
+        println!("  retention kept {kept}, deleted {}", o.pruned_count);
+        for key in &o.pruned {
+            println!("            deleted {key}");
+        }
+    }
     Ok(())
 }
