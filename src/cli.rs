@@ -18,7 +18,69 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Dump a database and stream it, gzipped, into one S3 object.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
+    /// List backups under the prefix, newest first.
+    List(ListArgs),
+    /// Delete old backups under a keep policy (restic's `forget` rules).
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Only this database's backups (default: every database under the prefix).
+    #[arg(long, env = "PGS3_DATABASE")]
+    pub database: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Keep rules, as restic's `forget` has them; rules are ORed.
+#[derive(Debug, Args, Default)]
+pub struct RetentionArgs {
+    /// Keep the N newest backups.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_LAST")]
+    pub keep_last: Option<String>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_HOURLY")]
+    pub keep_hourly: Option<String>,
+    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_DAILY")]
+    pub keep_daily: Option<String>,
+    /// Keep the newest backup of each of the last N ISO weeks (Monday start) that have one.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_WEEKLY")]
+    pub keep_weekly: Option<String>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_MONTHLY")]
+    pub keep_monthly: Option<String>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_YEARLY")]
+    pub keep_yearly: Option<String>,
+    /// Keep every backup within this span of the newest one, e.g. 36h, 30d, 2w, 1y6m.
+    #[arg(long, allow_hyphen_values = true, env = "KEEP_WITHIN")]
+    pub keep_within: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Only this database's backups (default: each database under the prefix, separately).
+    #[arg(long, env = "PGS3_DATABASE")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Print the plan and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Abort this tool's multipart uploads under the prefix older than this (e.g. 24h, 3d).
+    #[arg(long, env = "ABORT_INCOMPLETE_AFTER", default_value = "24h")]
+    pub abort_incomplete_after: String,
 }
 
 /// Where backups live in S3 and how to talk to the store.
@@ -145,6 +207,8 @@ pub struct BackupArgs {
     /// KMS key for `--sse aws:kms`.
     #[arg(long, env = "S3_SSE_KMS_KEY_ID")]
     pub sse_kms_key_id: Option<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -2,10 +2,11 @@
 //! every check that can fail before the first network call or child process lives in this file.
 
 use crate::auth::AuthConfig;
-use crate::cli::{BackupArgs, ChecksumArg, S3Args};
+use crate::cli::{BackupArgs, ChecksumArg, RetentionArgs, S3Args};
 use crate::compress::GzipOptions;
 use crate::error::usage;
 use crate::layout::DumpFormat;
+use crate::retention::{Policy, Span};
 use crate::source::conninfo::ConnInfo;
 use crate::upload::{PartSizer, MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use anyhow::Result;
@@ -48,6 +49,8 @@ pub struct BackupConfig {
     pub gzip: GzipOptions,
     pub upload: UploadOptions,
     pub object: ObjectOptions,
+    /// Applied after a verified upload; empty means no pruning.
+    pub retention: Policy,
     pub json: bool,
 }
 
@@ -84,6 +87,7 @@ impl BackupConfig {
             gzip,
             upload,
             object: ObjectOptions::from_args(args)?,
+            retention: policy_from(&args.retention)?,
             json: args.json,
         })
     }
@@ -296,6 +300,37 @@ fn check_pg_dump_args(args: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(args.to_vec())
+}
+
+/// The keep policy from the keep flags (all optional; an empty policy is the caller's call).
+pub fn policy_from(args: &RetentionArgs) -> Result<Policy> {
+    let count = |value: &Option<String>, flag: &str| -> Result<Option<u32>> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => Ok(Some(int_in(v, flag, 1, 1_000_000)? as u32)),
+        }
+    };
+    let keep_within = match args
+        .keep_within
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        None => None,
+        Some(v) => Some(
+            v.parse::<Span>()
+                .map_err(|e| usage!("--keep-within `{v}` is invalid: {e}"))?,
+        ),
+    };
+    Ok(Policy {
+        keep_last: count(&args.keep_last, "--keep-last")?,
+        keep_hourly: count(&args.keep_hourly, "--keep-hourly")?,
+        keep_daily: count(&args.keep_daily, "--keep-daily")?,
+        keep_weekly: count(&args.keep_weekly, "--keep-weekly")?,
+        keep_monthly: count(&args.keep_monthly, "--keep-monthly")?,
+        keep_yearly: count(&args.keep_yearly, "--keep-yearly")?,
+        keep_within,
+    })
 }
 
 /// Parses an integer flag within bounds, naming the flag and the range on failure.

@@ -82,6 +82,11 @@ impl BackupId {
         )
     }
 
+    /// The listing prefix holding every backup of `database` under `prefix`.
+    pub fn database_prefix(prefix: &str, database: &str) -> String {
+        format!("{prefix}{}/", encode_db(database))
+    }
+
     /// Parses a key written by [`BackupId::key`] under `prefix`; anything else is `None`.
     pub fn parse(prefix: &str, key: &str) -> Option<Self> {
         let rest = key.strip_prefix(prefix)?;

@@ -6,3 +6,4 @@ mod support;
 mod auth;
 mod backup;
 mod connect;
+mod retention;

@@ -90,17 +90,22 @@ impl Store {
 
     /// Every key in the bucket.
     pub async fn keys_in(self, bucket: &str) -> Vec<String> {
-        let out = self
+        let mut pages = self
             .client()
             .list_objects_v2()
             .bucket(bucket)
-            .send()
-            .await
-            .expect("list");
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key().map(String::from))
-            .collect()
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+        }
+        keys
     }
 
     pub async fn get(
@@ -277,6 +282,17 @@ impl Done {
         );
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Asserts success without parsing stdout.
+    #[track_caller]
+    pub fn ok_plain(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
     }
 
     /// Asserts a failure with `code` whose error is one line containing every `needle`.

@@ -1,0 +1,64 @@
+//! `list`: this tool's backups under the prefix (one database or all), newest first, as a
+//! table or JSON. Objects that are not this tool's backups are never shown.
+
+use crate::cli::ListArgs;
+use crate::config::S3Config;
+use crate::{s3, store};
+use anyhow::Result;
+use chrono::Utc;
+use indicatif::{HumanBytes, HumanDuration};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Row<'a> {
+    key: &'a str,
+    database: &'a str,
+    time: String,
+    age_seconds: i64,
+    size: u64,
+    format: &'static str,
+}
+
+pub async fn run(args: &ListArgs) -> Result<()> {
+    let cfg = S3Config::from_args(&args.s3)?;
+    crate::action::mask_known_secrets(None);
+    let client = s3::client(&cfg).await?;
+    let backups =
+        store::list_backups(&client, &cfg.bucket, &cfg.prefix, args.database.as_deref()).await?;
+    let now = Utc::now();
+    let rows: Vec<Row> = backups
+        .iter()
+        .map(|b| Row {
+            key: &b.key,
+            database: &b.id.database,
+            time: b.id.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            age_seconds: (now - b.id.time).num_seconds(),
+            size: b.size,
+            format: b.id.format.name(),
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        eprintln!("no backups under s3://{}/{}", cfg.bucket, cfg.prefix);
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(3).max(3);
+    println!(
+        "{:width$}  {:20}  {:>14}  {:>10}",
+        "KEY", "TIME", "AGE", "SIZE"
+    );
+    for r in &rows {
+        let age = HumanDuration(std::time::Duration::from_secs(r.age_seconds.max(0) as u64));
+        println!(
+            "{:width$}  {:20}  {:>14}  {:>10}",
+            r.key,
+            r.time,
+            age.to_string(),
+            HumanBytes(r.size).to_string()
+        );
+    }
+    Ok(())
+}

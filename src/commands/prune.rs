@@ -1,0 +1,206 @@
+//! `prune`: apply a keep policy to this tool's backups under the prefix, per database, delete
+//! what it does not keep (or only print the plan with `--dry-run`), and abort stale multipart
+//! uploads. `backup` calls [`prune`] after a verified upload.
+
+use crate::cli::PruneArgs;
+use crate::config::{policy_from, S3Config};
+use crate::error::usage;
+use crate::retention::{Backup, Decision, Policy};
+use crate::s3;
+use crate::store::{self, Aborted};
+use anyhow::{bail, Result};
+use chrono::Utc;
+use indicatif::HumanBytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The decisions for one database.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub database: String,
+    pub decisions: Vec<Decision>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub plans: Vec<Plan>,
+    pub deleted: Vec<String>,
+    /// Keys the store refused to delete, with its reason.
+    pub failed: Vec<(String, String)>,
+    pub aborted_uploads: Vec<String>,
+}
+
+impl Report {
+    pub fn kept(&self) -> usize {
+        self.plans
+            .iter()
+            .flat_map(|p| &p.decisions)
+            .filter(|d| d.keep)
+            .count()
+    }
+}
+
+/// What must be true of the new backup before anything is deleted (backup passes it).
+pub struct Expect<'a> {
+    pub key: &'a str,
+    pub size: u64,
+}
+
+pub async fn run(args: &PruneArgs) -> Result<()> {
+    let cfg = S3Config::from_args(&args.s3)?;
+    let policy = policy_from(&args.retention)?;
+    if policy.is_empty() {
+        return Err(usage!(
+            "no keep rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within"
+        ));
+    }
+    let abort_after = humantime::parse_duration(&args.abort_incomplete_after).map_err(|_| {
+        usage!(
+            "--abort-incomplete-after `{}` is invalid: use a duration such as 24h or 3d",
+            args.abort_incomplete_after
+        )
+    })?;
+    crate::action::mask_known_secrets(None);
+    let client = s3::client(&cfg).await?;
+    let mut report = prune(
+        &client,
+        &cfg,
+        args.database.as_deref(),
+        &policy,
+        None,
+        args.dry_run,
+    )
+    .await?;
+    if !args.dry_run {
+        let before =
+            Utc::now() - chrono::Duration::from_std(abort_after).unwrap_or(chrono::Duration::MAX);
+        match store::abort_stale_uploads(&client, &cfg.bucket, &cfg.prefix, before).await? {
+            Aborted::Done(keys) => report.aborted_uploads = keys,
+            Aborted::Unsupported => eprintln!(
+                "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked"
+            ),
+        }
+    }
+    print_report(&report, args.json)?;
+    if !report.failed.is_empty() {
+        let (key, why) = &report.failed[0];
+        bail!(
+            "{} of {} deletions failed; first: {key}: {why}",
+            report.failed.len(),
+            report.failed.len() + report.deleted.len()
+        );
+    }
+    Ok(())
+}
+
+/// Lists, decides per database, and deletes what the policy does not keep. With `expect`, the
+/// new backup must be listed with the size that was sent, or nothing is deleted.
+pub async fn prune(
+    client: &aws_sdk_s3::Client,
+    cfg: &S3Config,
+    database: Option<&str>,
+    policy: &Policy,
+    expect: Option<Expect<'_>>,
+    dry_run: bool,
+) -> Result<Report> {
+    let listed = store::list_backups(client, &cfg.bucket, &cfg.prefix, database).await?;
+    if let Some(e) = &expect {
+        match listed.iter().find(|l| l.key == e.key) {
+            Some(l) if l.size == e.size => {}
+            Some(l) => bail!(
+                "the new backup {} is listed with {} bytes but {} were sent: nothing was pruned",
+                e.key,
+                l.size,
+                e.size
+            ),
+            None => bail!(
+                "the new backup {} is not in the bucket listing: nothing was pruned",
+                e.key
+            ),
+        }
+    }
+    let mut by_db: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
+    for l in listed {
+        by_db
+            .entry(l.id.database.clone())
+            .or_default()
+            .push(Backup {
+                key: l.key,
+                time: l.id.time,
+                size: l.size,
+            });
+    }
+    let protect: Vec<&str> = expect.as_ref().map(|e| vec![e.key]).unwrap_or_default();
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    for (database, backups) in by_db {
+        let decisions = policy.apply(&backups, &protect)?;
+        report.plans.push(Plan {
+            database,
+            decisions,
+        });
+    }
+    let doomed: Vec<String> = report
+        .plans
+        .iter()
+        .flat_map(|p| &p.decisions)
+        .filter(|d| !d.keep)
+        .map(|d| d.key.clone())
+        .collect();
+    if !dry_run && !doomed.is_empty() {
+        let result = store::delete(client, &cfg.bucket, &doomed).await?;
+        report.deleted = result.deleted;
+        report.failed = result.failed;
+    }
+    Ok(report)
+}
+
+fn print_report(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    for plan in &report.plans {
+        let delete = plan.decisions.iter().filter(|d| !d.keep).count();
+        println!(
+            "database {}: keep {}, {} {delete}",
+            plan.database,
+            plan.decisions.len() - delete,
+            if report.dry_run {
+                "would delete"
+            } else {
+                "delete"
+            }
+        );
+        let width = plan
+            .decisions
+            .iter()
+            .map(|d| d.key.len())
+            .max()
+            .unwrap_or(3);
+        println!(
+            "  {:width$}  {:20}  {:>10}  {:6}  REASONS",
+            "KEY", "TIME", "SIZE", "ACTION"
+        );
+        for d in &plan.decisions {
+            println!(
+                "  {:width$}  {:20}  {:>10}  {:6}  {}",
+                d.key,
+                d.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                HumanBytes(d.size).to_string(),
+                if d.keep { "keep" } else { "delete" },
+                d.reasons.join(", ")
+            );
+        }
+    }
+    if report.plans.is_empty() {
+        println!("no backups to prune");
+    }
+    for key in &report.aborted_uploads {
+        println!("aborted stale multipart upload of {key}");
+    }
+    Ok(())
+}

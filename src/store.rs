@@ -1,0 +1,279 @@
+//! Backup-level S3 operations shared by `list`, `prune` and `backup`: list this tool's backups
+//! under a prefix (every other object is invisible here), delete in batches, and abort stale
+//! multipart uploads. Keys are parsed only by `layout`; policy decisions live in `retention`.
+
+use crate::layout::BackupId;
+use crate::s3::describe;
+use anyhow::Result;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use chrono::{DateTime, Utc};
+use std::fmt;
+
+/// DeleteObjects takes at most 1,000 keys per request.
+const DELETE_BATCH: usize = 1000;
+
+/// The credentials may not perform `action`: backup warns and goes on, prune fails.
+#[derive(Debug)]
+pub struct Denied {
+    pub action: &'static str,
+    pub resource: String,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is denied on {}: grant it to the backup's credentials (see the README's permissions)",
+            self.action, self.resource
+        )
+    }
+}
+
+impl std::error::Error for Denied {}
+
+type SdkError<E> = aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+fn is_denied<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    matches!(err.code(), Some("AccessDenied" | "Forbidden"))
+}
+
+fn is_not_implemented<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))
+        || err
+            .raw_response()
+            .is_some_and(|r| matches!(r.status().as_u16(), 501 | 405))
+}
+
+/// One backup object as listed.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: BackupId,
+    pub key: String,
+    pub size: u64,
+}
+
+/// This tool's backups under `prefix` (of one database, or all), newest first. Objects whose
+/// keys do not parse under the layout (other tools' files, folder markers, other prefixes) are
+/// skipped. Follows ListObjectsV2 pagination.
+pub async fn list_backups(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    database: Option<&str>,
+) -> Result<Vec<Listed>> {
+    let list_prefix = match database {
+        Some(db) => BackupId::database_prefix(prefix, db),
+        None => prefix.to_string(),
+    };
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&list_prefix)
+        .into_paginator()
+        .send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            if is_denied(&e) {
+                anyhow::Error::new(Denied {
+                    action: "s3:ListBucket",
+                    resource: format!("s3://{bucket}/{list_prefix}"),
+                })
+            } else {
+                describe("ListObjectsV2", &format!("s3://{bucket}/{list_prefix}"), &e)
+            }
+        })?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            let Some(id) = BackupId::parse(prefix, key) else {
+                continue;
+            };
+            if database.is_some_and(|db| db != id.database) {
+                continue;
+            }
+            found.push(Listed {
+                id,
+                key: key.to_string(),
+                size: object.size().unwrap_or(0).max(0) as u64,
+            });
+        }
+    }
+    found.sort_by(|a, b| (b.id.time, b.id.seq, &b.key).cmp(&(a.id.time, a.id.seq, &a.key)));
+    Ok(found)
+}
+
+/// What a deletion did, key by key.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    pub deleted: Vec<String>,
+    /// Keys the store refused, with its reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Deletes keys with DeleteObjects in batches of 1,000, reading the per-key errors a 200
+/// response can carry; falls back to DeleteObject on stores without DeleteObjects.
+pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<Deleted> {
+    let mut out = Deleted::default();
+    for batch in keys.chunks(DELETE_BATCH) {
+        let objects: Vec<ObjectIdentifier> = batch
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<_, _>>()?;
+        let request = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(false)
+            .build()?;
+        match client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(request)
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                out.deleted.extend(
+                    resp.deleted()
+                        .iter()
+                        .filter_map(|d| d.key().map(String::from)),
+                );
+                for e in resp.errors() {
+                    let key = e.key().unwrap_or_default().to_string();
+                    out.failed.push((
+                        key,
+                        format!(
+                            "{}: {}",
+                            e.code().unwrap_or("error"),
+                            e.message().unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            Err(e) if is_not_implemented(&e) => {
+                delete_one_by_one(client, bucket, batch, &mut out).await?
+            }
+            Err(e) if is_denied(&e) => {
+                return Err(Denied {
+                    action: "s3:DeleteObject",
+                    resource: format!("s3://{bucket}/{}", batch[0]),
+                }
+                .into())
+            }
+            Err(e) => return Err(describe("DeleteObjects", &format!("s3://{bucket}"), &e)),
+        }
+    }
+    if !out.failed.is_empty()
+        && out.deleted.is_empty()
+        && out
+            .failed
+            .iter()
+            .all(|(_, why)| why.starts_with("AccessDenied"))
+    {
+        return Err(Denied {
+            action: "s3:DeleteObject",
+            resource: format!("s3://{bucket}/{}", out.failed[0].0),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+async fn delete_one_by_one(
+    client: &Client,
+    bucket: &str,
+    keys: &[String],
+    out: &mut Deleted,
+) -> Result<()> {
+    for key in keys {
+        match client.delete_object().bucket(bucket).key(key).send().await {
+            Ok(_) => out.deleted.push(key.clone()),
+            Err(e) if is_denied(&e) => {
+                return Err(Denied {
+                    action: "s3:DeleteObject",
+                    resource: format!("s3://{bucket}/{key}"),
+                }
+                .into())
+            }
+            Err(e) => out
+                .failed
+                .push((key.clone(), describe("DeleteObject", key, &e).to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// What happened to stale multipart uploads.
+#[derive(Debug)]
+pub enum Aborted {
+    Done(Vec<String>),
+    /// The store does not implement ListMultipartUploads (s3s-fs 0.14, for one).
+    Unsupported,
+}
+
+/// Aborts this tool's multipart uploads under `prefix` started before `before` (a crashed run's
+/// leftovers, which S3 bills until aborted). Uploads of keys outside the layout are left alone.
+pub async fn abort_stale_uploads(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    before: DateTime<Utc>,
+) -> Result<Aborted> {
+    let mut aborted = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let resp = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if is_not_implemented(&e) => return Ok(Aborted::Unsupported),
+            Err(e) if is_denied(&e) => {
+                return Err(Denied {
+                    action: "s3:ListBucketMultipartUploads",
+                    resource: format!("s3://{bucket}/{prefix}"),
+                }
+                .into())
+            }
+            Err(e) => {
+                return Err(describe(
+                    "ListMultipartUploads",
+                    &format!("s3://{bucket}/{prefix}"),
+                    &e,
+                ))
+            }
+        };
+        for upload in resp.uploads() {
+            let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            let started = upload
+                .initiated()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
+            if BackupId::parse(prefix, key).is_none() || started.is_none_or(|t| t >= before) {
+                continue;
+            }
+            client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|e| {
+                    describe("AbortMultipartUpload", &format!("s3://{bucket}/{key}"), &e)
+                })?;
+            aborted.push(key.to_string());
+        }
+        if !resp.is_truncated().unwrap_or(false) {
+            return Ok(Aborted::Done(aborted));
+        }
+        key_marker = resp.next_key_marker().map(String::from);
+        id_marker = resp.next_upload_id_marker().map(String::from);
+    }
+}
