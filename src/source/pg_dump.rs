@@ -77,15 +77,25 @@ pub struct PgDump {
 /// anything is uploaded, when the choice is older than the server (pg_dump would abort with
 /// "server version mismatch" after the upload had started).
 pub fn choose(server: PgVersion, override_path: Option<&Path>) -> Result<PgDump> {
+    choose_tool("pg_dump", server, override_path, "--pg-dump-path")
+}
+
+/// The same choice for any client tool (`pg_dump`, `psql`, `pg_restore`) and `server`'s major.
+pub fn choose_tool(
+    tool: &str,
+    server: PgVersion,
+    override_path: Option<&Path>,
+    flag: &str,
+) -> Result<PgDump> {
     let path = match override_path {
         Some(p) => p.to_path_buf(),
-        None => pick_installed(server.major(), &installed_majors())
-            .unwrap_or_else(|| PathBuf::from("pg_dump")),
+        None => pick_installed(server.major(), &installed_majors(tool))
+            .unwrap_or_else(|| PathBuf::from(tool)),
     };
-    let dump = probe(&path)?;
+    let dump = probe(&path, tool, flag)?;
     if dump.version.major() < server.major() {
         bail!(
-            "{} is version {} but the server is {}: pg_dump must be at least the server's major version; install postgresql-client-{} or pass --pg-dump-path",
+            "{} is version {} but the server is {}: {tool} must be at least the server's major version; install postgresql-client-{} or pass {flag}",
             dump.path.display(),
             dump.version.major_text(),
             server.major_text(),
@@ -95,7 +105,7 @@ pub fn choose(server: PgVersion, override_path: Option<&Path>) -> Result<PgDump>
     Ok(dump)
 }
 
-fn installed_majors() -> Vec<(u32, PathBuf)> {
+fn installed_majors(tool: &str) -> Vec<(u32, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(PG_LIB_DIR) else {
         return Vec::new();
     };
@@ -103,7 +113,7 @@ fn installed_majors() -> Vec<(u32, PathBuf)> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let major: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin/pg_dump");
+            let bin = e.path().join("bin").join(tool);
             bin.is_file().then_some((major, bin))
         })
         .collect()
@@ -123,26 +133,30 @@ fn pick_installed(server_major: u32, installed: &[(u32, PathBuf)]) -> Option<Pat
         .map(|(_, p)| p.clone())
 }
 
-fn probe(path: &Path) -> Result<PgDump> {
+fn probe(path: &Path, tool: &str, flag: &str) -> Result<PgDump> {
     let out = std::process::Command::new(path)
         .arg("--version")
         .stdin(Stdio::null())
         .output()
         .with_context(|| {
             format!(
-                "cannot run pg_dump `{}`: install postgresql-client or pass --pg-dump-path",
+                "cannot run {tool} `{}`: install postgresql-client or pass {flag}",
                 path.display()
             )
         })?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let version = PgVersion::parse(text.trim_start_matches("pg_dump (PostgreSQL)"))
-        .filter(|_| out.status.success())
-        .ok_or_else(|| {
-            anyhow!(
-                "`{} --version` printed `{text}`, not a pg_dump version: pass --pg-dump-path with a real pg_dump",
-                path.display()
-            )
-        })?;
+    let version = PgVersion::parse(
+        text.trim_start_matches(tool)
+            .trim_start()
+            .trim_start_matches("(PostgreSQL)"),
+    )
+    .filter(|_| out.status.success())
+    .ok_or_else(|| {
+        anyhow!(
+            "`{} --version` printed `{text}`, not a {tool} version: pass {flag} with a real {tool}",
+            path.display()
+        )
+    })?;
     Ok(PgDump {
         path: path.to_path_buf(),
         version,
@@ -188,6 +202,7 @@ impl PgDump {
             .take()
             .context("pg_dump stdout")?
             .into_owned_fd()?;
+        grow_pipe(&stdout);
         let stderr = child.stderr.take().context("pg_dump stderr")?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_task = tokio::spawn(drain_stderr(stderr, tail.clone()));
@@ -198,6 +213,16 @@ impl PgDump {
             stderr_task,
             path: self.path.clone(),
         })
+    }
+}
+
+/// pg_dump writes in small chunks; with Linux's default 64 KiB pipe, a profile showed ~10% of a
+/// backup's CPU in pipe wake-ups. 1 MiB (the default pipe-max-size) lets both sides batch.
+fn grow_pipe(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the default size.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
