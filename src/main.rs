@@ -2,14 +2,16 @@
 //! (0 ok, 1 operation failed, 2 usage or configuration, 130/143 interrupted).
 
 use clap::Parser;
-use pg_s3_backup::{cli, commands, error, signals};
+use pg_s3_backup::{action, cli, commands, error, signals};
 
 fn main() {
     fix_mmap_threshold();
     let code = match run() {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {}", error::one_line(&err));
+            let line = error::one_line(&err);
+            action::error(&line);
+            eprintln!("error: {line}");
             error::exit_code(&err)
         }
     };
@@ -17,7 +19,10 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = match cli::Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    action::mask_known_secrets(&args);
+    let args = action::with_inputs(args)?;
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version
@@ -35,6 +40,10 @@ fn run() -> anyhow::Result<()> {
             cli::Command::Backup(args) => commands::backup::run(args, &mut signals).await,
             cli::Command::List(args) => commands::list::run(args).await,
             cli::Command::Prune(args) => commands::prune::run(args).await,
+            cli::Command::Restore(args) => commands::restore::run(args).await,
+            cli::Command::Verify(args) => commands::verify::run(args).await,
+            cli::Command::Check(args) => commands::check::run(args).await,
+            cli::Command::Policy(args) => commands::policy::run(args),
         }
     })
 }

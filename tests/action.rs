@@ -1,0 +1,357 @@
+//! The binary as GitHub's runner starts a container action: only `INPUT_*` variables (action.yml's
+//! defaults plus the step's `with:`), `GITHUB_ACTIONS=true`, the output and summary files, the
+//! workspace as working directory, and the Dockerfile's entrypoint arguments. Also checks that
+//! action.yml and the binary agree on every input and output.
+
+use crate::support::github::FakeGitHub;
+use crate::support::{unique, Pg, Store};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn repo_file(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// action.yml as JSON, read with the venv's PyYAML (a real YAML parser).
+fn action_yml() -> serde_json::Value {
+    let python = repo_file(".venv/bin/python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(repo_file("action.yml"))
+        .output()
+        .expect("run the venv's python (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The arguments after the program in the Dockerfile's exec-form ENTRYPOINT.
+fn entrypoint_args() -> Vec<String> {
+    let dockerfile = std::fs::read_to_string(repo_file("Dockerfile")).unwrap();
+    let line = dockerfile
+        .lines()
+        .find(|l| l.starts_with("ENTRYPOINT"))
+        .expect("ENTRYPOINT");
+    let words: Vec<String> =
+        serde_json::from_str(line.trim_start_matches("ENTRYPOINT").trim()).expect("exec form");
+    assert_eq!(words[0], "/usr/local/bin/pg-s3-backup");
+    words[1..].to_vec()
+}
+
+/// Parses `$GITHUB_OUTPUT` by GitHub's rules: `name=value` lines or `name<<DELIM` ... `DELIM`.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            loop {
+                let l = lines
+                    .next()
+                    .unwrap_or_else(|| panic!("unterminated value for {name}"));
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            assert!(
+                out.insert(name.to_string(), value.join("\n")).is_none(),
+                "{name} twice"
+            );
+        } else {
+            let (name, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad output line `{line}`"));
+            assert!(
+                out.insert(name.to_string(), value.to_string()).is_none(),
+                "{name} twice"
+            );
+        }
+    }
+    out
+}
+
+struct Runner {
+    workspace: std::path::PathBuf,
+    output: std::path::PathBuf,
+    summary: std::path::PathBuf,
+}
+
+impl Runner {
+    fn new() -> Self {
+        let workspace = std::env::temp_dir().join(unique("workspace"));
+        std::fs::create_dir_all(&workspace).unwrap();
+        let files = std::env::temp_dir().join(unique("runner-files"));
+        std::fs::create_dir_all(&files).unwrap();
+        Self {
+            workspace,
+            output: files.join("output"),
+            summary: files.join("summary"),
+        }
+    }
+
+    /// Runs the entrypoint with the runner's environment: defaults from action.yml, then `with`.
+    fn run(&self, with: &[(&str, &str)], extra_env: &[(&str, String)]) -> crate::support::Done {
+        let action = action_yml();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-s3-backup"));
+        cmd.args(entrypoint_args())
+            .env_clear()
+            .current_dir(&self.workspace)
+            .stdin(Stdio::null());
+        cmd.env("PATH", std::env::var("PATH").unwrap());
+        for (name, spec) in action["inputs"].as_object().unwrap() {
+            let default = spec.get("default").and_then(|d| d.as_str()).unwrap_or("");
+            cmd.env(pg_s3_backup::action::input_var(name), default);
+        }
+        for (name, value) in with {
+            cmd.env(pg_s3_backup::action::input_var(name), value);
+        }
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &self.output)
+            .env("GITHUB_STEP_SUMMARY", &self.summary)
+            .env("GITHUB_WORKSPACE", &self.workspace)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run entrypoint").into()
+    }
+}
+
+#[tokio::test]
+async fn runs_as_the_runner_runs_the_container_action() {
+    let db = unique("action");
+    Pg::create_db(&db);
+    let store = Store::MotoIam;
+    let bucket = store.bucket("action").await;
+    let role = crate::auth::role_for(&bucket, crate::support::github::SUB);
+    let fake = FakeGitHub::start("sts.amazonaws.com", 0);
+    let endpoint = store.endpoint();
+    let url = Pg::url(&db);
+    let runner = Runner::new();
+    let with = [
+        ("database-url", url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("prefix", "allowed/nightly"),
+        ("aws-region", "us-east-1"),
+        ("role-to-assume", role.as_str()),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("keep-last", "3"),
+        ("pg-dump-args", "--no-owner\n--no-privileges\n"),
+    ];
+    let mut env: Vec<(&str, String)> = fake
+        .job_env()
+        .into_iter()
+        .filter(|(k, _)| *k != "GITHUB_ACTIONS")
+        .collect();
+    env.push(("AWS_ENDPOINT_URL_STS", endpoint.clone()));
+    let out = runner.run(&with, &env);
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+
+    // Masks first: nothing precedes them.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let first_other = lines
+        .iter()
+        .position(|l| !l.starts_with("::add-mask::"))
+        .unwrap();
+    for secret in ["pgs3-test-password", fake.request_token.as_str()] {
+        assert!(
+            lines[..first_other].contains(&format!("::add-mask::{secret}").as_str()),
+            "{secret} not masked first:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("::group::Preflight"), "{}", out.stdout);
+
+    // Every declared output is written, and parses under GitHub's rules.
+    let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
+    let declared: Vec<String> = action_yml()["outputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), {
+        let mut d = declared.clone();
+        d.sort();
+        d
+    });
+    let key = &outputs["key"];
+    assert!(
+        key.starts_with(&format!("allowed/nightly/{db}/{db}-")),
+        "{key}"
+    );
+    assert_eq!(outputs["uri"], format!("s3://{bucket}/{key}"));
+    assert_eq!(outputs["pruned-count"], "0");
+    let (body, meta, _) = store.get(&bucket, key).await;
+    assert_eq!(outputs["size"], body.len().to_string());
+    assert_eq!(meta["sha256"], outputs["sha256"]);
+    assert!(outputs["raw-size"].parse::<u64>().unwrap() > 0);
+    assert!(outputs["duration-seconds"].parse::<f64>().unwrap() > 0.0);
+    let dump = String::from_utf8(crate::support::gunzip(&body)).unwrap();
+    assert!(
+        !dump.contains("OWNER TO"),
+        "--no-owner from pg-dump-args was not applied"
+    );
+
+    // The summary says what happened.
+    let summary = std::fs::read_to_string(&runner.summary).unwrap();
+    for needle in [
+        db.as_str(),
+        key.as_str(),
+        "compressed from",
+        "ratio",
+        "MB/s",
+        "PostgreSQL 15",
+        "pg_dump",
+        "Retention | kept 1, deleted 0",
+    ] {
+        assert!(
+            summary.contains(needle),
+            "summary lacks `{needle}`:\n{summary}"
+        );
+    }
+
+    // No secret anywhere but in its mask line.
+    let mut secrets = fake.issued();
+    secrets.extend(["pgs3-test-password".to_string(), fake.request_token.clone()]);
+    let output_file = std::fs::read_to_string(&runner.output).unwrap();
+    for secret in &secrets {
+        for (what, text) in [
+            ("stderr", &out.stderr),
+            ("outputs", &output_file),
+            ("summary", &summary),
+        ] {
+            assert!(!text.contains(secret.as_str()), "secret in {what}");
+        }
+        for line in out.stdout.lines().filter(|l| l.contains(secret.as_str())) {
+            assert_eq!(line, format!("::add-mask::{secret}"));
+        }
+        assert!(
+            !meta.values().any(|v| v.contains(secret.as_str())),
+            "secret in object metadata"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_input_fails_with_an_error_annotation_and_changes_nothing() {
+    let runner = Runner::new();
+    let with = [
+        ("database-url", "postgres://u:hunter2secret@127.0.0.1:1/db"),
+        ("bucket", "My_Bucket"),
+        ("aws-region", "us-east-1"),
+    ];
+    let out = runner.run(&with, &[]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let annotation = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::error::"))
+        .expect("an ::error:: line");
+    assert!(
+        annotation.contains("bucket name `My_Bucket` is invalid"),
+        "{annotation}"
+    );
+    assert!(
+        out.stdout.starts_with("::add-mask::hunter2secret\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stderr.contains("hunter2secret"));
+    let summary = std::fs::read_to_string(&runner.summary).unwrap_or_default();
+    assert!(
+        summary.contains("failed") && summary.contains("My_Bucket"),
+        "{summary}"
+    );
+    assert!(!runner.output.exists(), "no outputs on failure");
+
+    let out = runner.run(
+        &[
+            ("database-url", "postgres://127.0.0.1:1/db"),
+            ("bucket", "ok-bucket"),
+            ("aws-region", "us-east-1"),
+            ("force-path-style", "yes"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stdout
+            .contains("::error::input `force-path-style` is `yes`: use true or false"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn action_yml_and_the_binary_agree_on_inputs_and_outputs() {
+    let action = action_yml();
+    let mut declared: Vec<&str> = action["inputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut read: Vec<&str> = pg_s3_backup::action::INPUTS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect();
+    declared.sort();
+    read.sort();
+    assert_eq!(
+        declared, read,
+        "inputs declared in action.yml vs read by the binary"
+    );
+    let mut outputs: Vec<&str> = action["outputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut written = pg_s3_backup::action::OUTPUTS.to_vec();
+    outputs.sort();
+    written.sort();
+    assert_eq!(outputs, written);
+    // The binary reads INPUT_ variables only through that table.
+    for file in [
+        "src/action.rs",
+        "src/main.rs",
+        "src/commands/backup.rs",
+        "src/config.rs",
+        "src/cli.rs",
+    ] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let direct = code.matches("\"INPUT_").count();
+        assert!(
+            direct <= usize::from(file == "src/action.rs"),
+            "{file} reads INPUT_ variables directly"
+        );
+    }
+    // Every flag the table names exists on `backup`.
+    let help = Command::new(env!("CARGO_BIN_EXE_pg-s3-backup"))
+        .args(["backup", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (_, flag, _) in pg_s3_backup::action::INPUTS {
+        assert!(help.contains(flag), "backup has no {flag}");
+    }
+    // Required inputs without defaults are the ones the binary cannot do without.
+    for required in ["database-url", "bucket", "aws-region"] {
+        assert_eq!(action["inputs"][required]["required"], true, "{required}");
+    }
+}
