@@ -10,6 +10,7 @@ every request. Two changes bring it closer to AWS for AssumeRoleWithWebIdentity:
 - moto never evaluates role trust policies. Here the role's trust policy is checked against the
   token's claims (StringEquals / StringLike on `<issuer>:sub` and `<issuer>:aud`) and an
   expired token is refused, so tests see AWS's AccessDenied / ExpiredTokenException for real.
+- moto checks DeleteObjects once against the bucket ARN; AWS checks s3:DeleteObject on each key.
 """
 
 import argparse
@@ -84,6 +85,26 @@ def _enable_web_identity_realism():
     TokenResponse.assume_role_with_web_identity = assume_checking_trust
 
 
+def _authorize_delete_objects_per_key():
+    """AWS authorizes DeleteObjects as s3:DeleteObject on each key's ARN; moto 5 checks it once
+    against the bucket's ARN, so a policy scoped to `bucket/prefix*` (the least privilege
+    `pg-s3-backup policy` prints) could never delete. Check every key instead."""
+    import xmltodict
+    from moto.s3.responses import S3Response
+
+    authorize = S3Response._authenticate_and_authorize_s3_action
+
+    def per_key(self, bucket_name=None, key_name=None):
+        if key_name is None and self.data.get("Action") == "DeleteObject" and self.is_delete_keys():
+            objects = xmltodict.parse(self.body)["Delete"].get("Object", [])
+            for obj in objects if isinstance(objects, list) else [objects]:
+                authorize(self, bucket_name=bucket_name, key_name=obj["Key"])
+            return None
+        return authorize(self, bucket_name=bucket_name, key_name=key_name)
+
+    S3Response._authenticate_and_authorize_s3_action = per_key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -92,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.iam:
         _enable_web_identity_realism()
+        _authorize_delete_objects_per_key()
     server.main(["--host", args.host, "--port", str(args.port)])
 
 

@@ -23,6 +23,15 @@ pub enum Command {
     List(ListArgs),
     /// Delete old backups under a keep policy (restic's `forget` rules).
     Prune(PruneArgs),
+    /// Stream a backup back into a database (psql or pg_restore), or to stdout.
+    Restore(RestoreArgs),
+    /// Check that a backup is whole: sha256, gzip CRC and length, pg_dump's completion.
+    Verify(VerifyArgs),
+    /// Exit 1 when the newest backup of a database is missing or older than --max-age (for
+    /// monitors and scheduled workflows); or print a backmon backup definition.
+    Check(CheckArgs),
+    /// Print least-privilege IAM JSON for a bucket and prefix (and a GitHub OIDC trust policy).
+    Policy(PolicyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -209,7 +218,133 @@ pub struct BackupArgs {
     pub sse_kms_key_id: Option<String>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Print the retention plan instead of deleting anything (the backup itself still runs).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read the new backup back and verify it (sha256, gzip, completeness) before pruning.
+    #[arg(long)]
+    pub verify: bool,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which backup: an exact key, or the newest (at or before a time) of a database.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// The object key of the backup.
+    #[arg(long, conflicts_with_all = ["latest", "at"])]
+    pub key: Option<String>,
+    /// The database whose backup to use (with --latest or --at).
+    #[arg(long, env = "PGS3_DATABASE")]
+    pub database: Option<String>,
+    /// The newest backup of --database.
+    #[arg(long)]
+    pub latest: bool,
+    /// The newest backup of --database at or before this UTC time (RFC 3339 or 20261123T030000Z).
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub which: Selection,
+    /// Database to restore into (URL or key=value); it must have no tables unless --force.
+    #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
+    pub target_url: Option<String>,
+    /// `-` writes the decompressed dump to stdout instead of restoring.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Restore even if the target database already has tables.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub which: Selection,
+    /// Also restore into this scratch database and count its tables.
+    #[arg(long)]
+    pub restore_check: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// The database whose newest backup is checked.
+    #[arg(long, env = "PGS3_DATABASE")]
+    pub database: String,
+    /// Most age the newest backup may have, e.g. 26h for a nightly backup, 8d for a weekly one.
+    #[arg(long, env = "MAX_AGE", default_value = "26h")]
+    pub max_age: String,
+    /// Print `{key, uri, time, age_seconds, size}` as JSON when the check passes.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a backup definition (backup_definitions.yaml) for the backmon monitor instead of
+    /// checking; it needs no credentials.
+    #[arg(long)]
+    pub backmon_definition: bool,
+    /// With --backmon-definition: the cron schedule the backup runs on (UTC).
+    #[arg(long, env = "BACKUP_SCHEDULE", default_value = "0 3 * * *")]
+    pub schedule: String,
+    /// With --backmon-definition: the dump format the backups use (`plain`: .sql.gz,
+    /// `custom`: .dump.gz).
+    #[arg(long, env = "PG_DUMP_FORMAT", default_value = "plain")]
+    pub format: String,
+    /// With --backmon-definition: the keep rules the backups are pruned with.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// `policy` prints one JSON document: the permissions policy alone, or, with --github-repo and
+/// --account-id, `{"permissions": ..., "trust_policy": ..., "bucket_policy": ...}`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Bucket name.
+    #[arg(long, allow_hyphen_values = true, env = "S3_BUCKET")]
+    pub bucket: String,
+    /// Key prefix the backups are written under (normalized as for `backup`).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "S3_PREFIX",
+        default_value = ""
+    )]
+    pub prefix: String,
+    /// Also allow `prune` and `backup --keep-*` (list the prefix, delete, list stale uploads).
+    #[arg(long)]
+    pub prune: bool,
+    /// Also allow `restore` and `verify` (read the prefix's objects).
+    #[arg(long)]
+    pub restore: bool,
+    /// With --restore: restores pick a backup by --latest or --at, which lists the prefix.
+    #[arg(long, requires = "restore")]
+    pub latest: bool,
+    /// Leave out s3:GetObject for the backup itself (it then skips the same-second collision
+    /// check and warns that the sha256 metadata of a multipart upload was not attached).
+    #[arg(long)]
+    pub minimal: bool,
+    /// GitHub repository (ORG/REPO) whose Actions assume the role through OIDC; prints a trust
+    /// policy and a bucket policy as well (needs --account-id).
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    /// Trust only this ref, e.g. refs/heads/main (default: any ref or environment of the repo).
+    #[arg(long, conflicts_with = "github_environment")]
+    pub github_ref: Option<String>,
+    /// Trust only jobs that run in this GitHub environment.
+    #[arg(long)]
+    pub github_environment: Option<String>,
+    /// AWS account id (12 digits) that holds the OIDC provider and the role.
+    #[arg(long, allow_hyphen_values = true)]
+    pub account_id: Option<String>,
+    /// Name of the IAM role (for the bucket policy's principal).
+    #[arg(long, default_value = "pg-s3-backup")]
+    pub role_name: String,
 }

@@ -51,6 +51,10 @@ pub struct BackupConfig {
     pub object: ObjectOptions,
     /// Applied after a verified upload; empty means no pruning.
     pub retention: Policy,
+    /// Plan retention only; delete nothing.
+    pub dry_run: bool,
+    /// Verify the new object before pruning.
+    pub verify: bool,
     pub json: bool,
 }
 
@@ -88,6 +92,8 @@ impl BackupConfig {
             upload,
             object: ObjectOptions::from_args(args)?,
             retention: policy_from(&args.retention)?,
+            dry_run: args.dry_run,
+            verify: args.verify,
             json: args.json,
         })
     }
@@ -317,10 +323,7 @@ pub fn policy_from(args: &RetentionArgs) -> Result<Policy> {
         .filter(|v| !v.is_empty())
     {
         None => None,
-        Some(v) => Some(
-            v.parse::<Span>()
-                .map_err(|e| usage!("--keep-within `{v}` is invalid: {e}"))?,
-        ),
+        Some(v) => Some(v.parse::<Span>().map_err(|e| usage!("--keep-within {e}"))?),
     };
     Ok(Policy {
         keep_last: count(&args.keep_last, "--keep-last")?,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod compress;
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod layout;
 pub mod progress;

@@ -305,7 +305,7 @@ async fn prune_without_a_keep_rule_is_a_usage_error() {
     .run();
     out.fails(2, &["no keep rule given", "--keep-last"]);
     let out = Run::new(&["prune", "--bucket", "some-bucket", "--keep-within", "0d"]).run();
-    out.fails(2, &["--keep-within `0d` is invalid"]);
+    out.fails(2, &["--keep-within `0d` is a zero span"]);
     let out = Run::new(&["prune", "--bucket", "some-bucket", "--keep-last", "0"]).run();
     out.fails(2, &["--keep-last `0`"]);
 }

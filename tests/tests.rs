@@ -3,7 +3,10 @@
 
 mod support;
 
+mod action;
 mod auth;
 mod backup;
+mod commands;
 mod connect;
+mod restore;
 mod retention;

@@ -2,6 +2,7 @@
 //! pg_dump → parallel gzip → S3 multipart upload, and complete the upload only after pg_dump
 //! exited 0 and every part succeeded. Any failure or signal aborts the upload.
 
+use crate::action;
 use crate::cli::BackupArgs;
 use crate::commands::prune;
 use crate::compress::{self, GzipOptions};
@@ -51,11 +52,15 @@ pub struct Outcome {
     pub pg_dump_version: String,
     /// False when sha256/raw-size could not be attached as object metadata (see warnings).
     pub metadata_complete: bool,
+    /// True when `--verify` read the object back and found it whole.
+    pub verified: bool,
     /// Backups deleted by the keep policy after this one was verified.
     pub pruned_count: usize,
     /// Backups the policy kept (none when no policy was given or retention was skipped).
     pub kept_count: Option<usize>,
     pub pruned: Vec<String>,
+    /// The retention plan and what it did, when a keep policy was given and could run.
+    pub retention: Option<prune::Report>,
 }
 
 /// Prunes under the keep policy, only after checking the new object is stored whole
@@ -89,15 +94,19 @@ async fn retain(
         Some(database),
         &cfg.retention,
         Some(expect),
-        false,
+        cfg.dry_run,
     )
     .await
     {
         Ok(report) => Ok(Some(report)),
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<store::Denied>()) {
             Some(denied) => {
-                eprintln!("warning: the backup is complete, but retention was skipped: {denied}");
-                Ok(None)
+                let why = format!("retention was skipped: {denied}");
+                eprintln!("warning: the backup is complete, but {why}");
+                Ok(Some(prune::Report {
+                    skipped: Some(why),
+                    ..prune::Report::default()
+                }))
             }
             None => Err(e.context(format!("the backup {uri} is complete, but pruning failed"))),
         },
@@ -106,8 +115,8 @@ async fn retain(
 
 pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
-    crate::action::mask_known_secrets(cfg.conn.password());
     let started = Instant::now();
+    action::group("Preflight: PostgreSQL, pg_dump, S3");
     let server = preflight::check(&cfg.conn).await?;
     let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
     let client = s3::client(&cfg.s3).await?;
@@ -137,6 +146,7 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         dump.version_text,
         uploader.uri()
     );
+    action::group("Dump, compress, upload");
     let reporter = Reporter::start(counters.clone());
     let result = tokio::select! {
         r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
@@ -153,7 +163,19 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         }
     };
     let size = counters.compressed();
+    let verified = if cfg.verify {
+        action::group("Verify");
+        let line = crate::commands::verify::verify_key(&client, &cfg.s3, &key).await?;
+        eprintln!("{line}");
+        true
+    } else {
+        false
+    };
+    if !cfg.retention.is_empty() {
+        action::group("Retention");
+    }
     let retention = retain(&client, &cfg, &server.database, &key, size).await?;
+    action::end_group();
     let outcome = Outcome {
         uri: uploader.uri(),
         key,
@@ -168,11 +190,87 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         server_version: server.version_text.clone(),
         pg_dump_version: dump.version_text.clone(),
         metadata_complete,
+        verified,
         pruned_count: retention.as_ref().map_or(0, |r| r.deleted.len()),
-        kept_count: retention.as_ref().map(|r| r.kept()),
-        pruned: retention.map(|r| r.deleted).unwrap_or_default(),
+        kept_count: retention
+            .as_ref()
+            .filter(|r| r.skipped.is_none())
+            .map(|r| r.kept()),
+        pruned: retention
+            .as_ref()
+            .map(|r| r.deleted.clone())
+            .unwrap_or_default(),
+        retention,
     };
+    if action::in_actions() {
+        report_to_actions(&outcome)?;
+    }
     print_outcome(&outcome, cfg.json)
+}
+
+/// `$GITHUB_OUTPUT` and the job summary.
+fn report_to_actions(o: &Outcome) -> Result<()> {
+    action::write_outputs(&[
+        ("key", o.key.clone()),
+        ("uri", o.uri.clone()),
+        ("size", o.size.to_string()),
+        ("raw-size", o.raw_size.to_string()),
+        ("sha256", o.sha256.clone()),
+        ("duration-seconds", format!("{:.1}", o.duration_seconds)),
+        ("pruned-count", o.pruned_count.to_string()),
+    ])?;
+    action::write_summary(&summary_markdown(o))
+}
+
+fn summary_markdown(o: &Outcome) -> String {
+    let ratio = if o.size == 0 {
+        0.0
+    } else {
+        o.raw_size as f64 / o.size as f64
+    };
+    let rate = o.raw_size as f64 / o.duration_seconds.max(0.001) / 1e6;
+    let mut md = format!(
+        "### PostgreSQL backup of `{}` complete\n\n| | |\n|---|---|\n\
+         | Object | `{}` |\n\
+         | Size | {} compressed from {} (ratio {ratio:.1}) |\n\
+         | Duration | {:.1} s ({rate:.1} MB/s) |\n\
+         | pg_dump | {} |\n\
+         | Server | PostgreSQL {} |\n\
+         | sha256 | `{}` |\n",
+        o.database,
+        o.uri,
+        HumanBytes(o.size),
+        HumanBytes(o.raw_size),
+        o.duration_seconds,
+        o.pg_dump_version,
+        o.server_version,
+        o.sha256
+    );
+    match &o.retention {
+        None => md.push_str("| Retention | not run |\n"),
+        Some(prune::Report {
+            skipped: Some(why), ..
+        }) => md.push_str(&format!("| Retention | {why} |\n")),
+        Some(r) => {
+            let verb = if r.dry_run { "would delete" } else { "deleted" };
+            let doomed: Vec<&str> = r
+                .plans
+                .iter()
+                .flat_map(|p| &p.decisions)
+                .filter(|d| !d.keep)
+                .map(|d| d.key.as_str())
+                .collect();
+            md.push_str(&format!(
+                "| Retention | kept {}, {verb} {} |\n",
+                r.kept(),
+                doomed.len()
+            ));
+            for key in doomed {
+                md.push_str(&format!("| | {verb} `{key}` |\n"));
+            }
+        }
+    }
+    md
 }
 
 /// Runs the stream to the point of a completed object; returns the sha256 and whether the
@@ -290,7 +388,8 @@ async fn free_key(
             Ok(_) => id = id.next_seq(),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(key),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
-                return Ok(key)
+                eprintln!("warning: s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix");
+                return Ok(key);
             }
             Err(e) => {
                 return Err(s3::describe(

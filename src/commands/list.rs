@@ -21,7 +21,6 @@ struct Row<'a> {
 
 pub async fn run(args: &ListArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
-    crate::action::mask_known_secrets(None);
     let client = s3::client(&cfg).await?;
     let backups =
         store::list_backups(&client, &cfg.bucket, &cfg.prefix, args.database.as_deref()).await?;

@@ -24,6 +24,9 @@ pub struct Plan {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub dry_run: bool,
+    /// Why retention did not run (a missing permission), when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub plans: Vec<Plan>,
     pub deleted: Vec<String>,
     /// Keys the store refused to delete, with its reason.
@@ -61,7 +64,6 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
             args.abort_incomplete_after
         )
     })?;
-    crate::action::mask_known_secrets(None);
     let client = s3::client(&cfg).await?;
     let mut report = prune(
         &client,
