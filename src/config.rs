@@ -260,7 +260,7 @@ fn check_endpoint(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_format(s: &str) -> Result<DumpFormat> {
+pub fn parse_format(s: &str) -> Result<DumpFormat> {
     match s {
         "plain" | "p" => Ok(DumpFormat::Plain),
         "custom" | "c" => Ok(DumpFormat::Custom),

@@ -164,7 +164,8 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost message of an error chain (the concrete I/O or protocol failure).
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -4,6 +4,7 @@
 
 use super::AuthConfig;
 use crate::action;
+use crate::s3::root_cause;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{self, error::CredentialsError, ProvideCredentials};
 use aws_credential_types::Credentials;
@@ -241,16 +242,6 @@ fn claims(token: &str) -> (String, String) {
         _ => "?".into(),
     };
     (text(&payload["sub"]), text(&payload["aud"]))
-}
-
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    cause
 }
 
 #[cfg(test)]

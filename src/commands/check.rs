@@ -35,7 +35,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             bucket: &cfg.bucket,
             prefix: &cfg.prefix,
             database: db,
-            format: parse_format(&args.format)?,
+            format: crate::config::parse_format(&args.format)?,
             schedule: &check_schedule(&args.schedule)?,
             max_age: &args.max_age,
             retention: &policy_from(&args.retention)?,
@@ -86,14 +86,6 @@ fn parse_max_age(value: &str) -> Result<Duration> {
         .ok_or_else(|| {
             usage!("--max-age `{value}` is invalid: use a duration such as 26h, 36h or 8d")
         })
-}
-
-fn parse_format(value: &str) -> Result<DumpFormat> {
-    match value {
-        "plain" | "p" => Ok(DumpFormat::Plain),
-        "custom" | "c" => Ok(DumpFormat::Custom),
-        other => Err(usage!("--format `{other}` is unknown: use plain or custom")),
-    }
 }
 
 /// A cron expression of 5 fields (backmon's cronexpr also takes 6 or 7, with seconds and
