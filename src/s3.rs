@@ -116,9 +116,10 @@ where
         _ => ("".to_string(), root_cause(err)),
     };
     let hint = match code.as_str() {
-        "AccessDenied" | "Forbidden" => {
-            "check that the credentials' IAM policy allows this action on the bucket and prefix"
-        }
+        "AccessDenied" | "Forbidden" => &*format!(
+            "the credentials lack {} on {target}: grant it (see `pg-s3-backup policy`)",
+            permission_for(op)
+        ),
         "NoSuchBucket" => "check --bucket, and create the bucket first",
         "InvalidAccessKeyId" | "SignatureDoesNotMatch" => "check the AWS access key and secret",
         "ExpiredToken" | "InvalidToken" => "the credentials expired: refresh them",
@@ -134,6 +135,23 @@ where
         format!("{code}: ")
     };
     anyhow::anyhow!("S3 {op} on {target} failed: {code}{message}: {hint}")
+}
+
+/// The IAM permission an S3 operation needs (CopyObject reads its source too).
+fn permission_for(op: &str) -> &'static str {
+    let name = op.split_whitespace().next().unwrap_or(op);
+    match name {
+        "PutObject" | "UploadPart" | "CreateMultipartUpload" | "CompleteMultipartUpload" => {
+            "s3:PutObject"
+        }
+        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
+        "GetObject" | "HeadObject" => "s3:GetObject",
+        "CopyObject" => "s3:GetObject and s3:PutObject",
+        "ListObjectsV2" => "s3:ListBucket",
+        "DeleteObject" | "DeleteObjects" => "s3:DeleteObject",
+        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
+        _ => "the permission for this action",
+    }
 }
 
 /// The first error of type `T` in the source chain (credential failures arrive wrapped).

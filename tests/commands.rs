@@ -670,3 +670,65 @@ async fn list_bucket_prefix_condition_on_moto() {
         "moto now enforces s3:prefix: assert AccessDenied here"
     );
 }
+
+#[tokio::test]
+async fn the_restore_policy_is_exactly_enough_for_restore_latest_and_each_action_is_named() {
+    let db = unique("iam-restore");
+    Pg::create_db(&db);
+    Pg::psql(
+        &Pg::url(&db),
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g",
+    );
+    let bucket = Store::MotoIam.bucket("iam-restore").await;
+    // A real backup written with admin keys, then a reader with exactly `policy --restore --latest`.
+    Run::backup(Store::MotoIam, &bucket, &Pg::url(&db), &[])
+        .run()
+        .ok();
+    let doc = Run::new(&[
+        "policy",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "pg",
+        "--restore",
+        "--latest",
+        "--minimal",
+    ])
+    .run()
+    .ok();
+    let endpoint = Store::MotoIam.endpoint();
+    let restore = |target: &str| {
+        Run::new(&[
+            "restore",
+            "--bucket",
+            &bucket,
+            "--prefix",
+            "pg",
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &endpoint,
+            "--force-path-style",
+            "--database",
+            &db,
+            "--latest",
+            "--target-url",
+            &Pg::url(target),
+        ])
+    };
+    let target = unique("iam-restored");
+    Pg::create_db(&target);
+    let out = as_user(restore(&target), &user_with_policy(&doc));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(Pg::psql(&Pg::url(&target), "SELECT count(*) FROM t"), "100");
+    // Each action the restore statement grants, taken away, is named by the failure.
+    for (action, needle) in [
+        ("s3:GetObject", "lack s3:GetObject"),
+        ("s3:ListBucket", "s3:ListBucket is denied"),
+    ] {
+        let target = unique("iam-denied");
+        Pg::create_db(&target);
+        let out = as_user(restore(&target), &user_with_policy(&without(&doc, action)));
+        out.fails(1, &[needle]);
+    }
+}
