@@ -544,3 +544,67 @@ async fn max_parts_grows_parts_and_refuses_streams_beyond_its_capacity() {
         assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
     }
 }
+
+#[tokio::test]
+async fn pg_dump_killed_mid_stream_leaves_nothing() {
+    let db = unique("killed");
+    Pg::create_db(&db);
+    // Writes 12 MiB (two parts uploaded), then dies by SIGKILL as an OOM kill would.
+    let killed = script(
+        "pg_dump",
+        r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
+head -c 12582912 /dev/urandom
+kill -9 $$"#,
+    );
+    for store in STORES {
+        let bucket = store.bucket("killed").await;
+        let out = Run::backup(
+            store,
+            &bucket,
+            &Pg::url(&db),
+            &[
+                "--part-size",
+                "5MiB",
+                "--keep-last",
+                "1",
+                "--pg-dump-path",
+                killed.to_str().unwrap(),
+            ],
+        )
+        .run();
+        out.fails(1, &["was killed by signal 9"]);
+        assert!(store.keys_in(&bucket).await.is_empty(), "{store:?}");
+        assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_backup_writes_no_temporary_files() {
+    let db = unique("notmp");
+    Pg::create_db(&db);
+    Pg::psql(
+        &Pg::url(&db),
+        "CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 200000) g",
+    );
+    let tmp = std::env::temp_dir().join(unique("watched-tmp"));
+    let cwd = std::env::temp_dir().join(unique("watched-cwd"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&cwd).unwrap();
+    let store = Store::S3sFs;
+    let bucket = store.bucket("notmp").await;
+    let json = Run::backup(
+        store,
+        &bucket,
+        &Pg::url(&db),
+        &["--part-size", "5MiB", "--verify"],
+    )
+    .env("TMPDIR", tmp.to_str().unwrap())
+    .current_dir(&cwd)
+    .run()
+    .ok();
+    assert!(json["raw_size"].as_u64().unwrap() > 5 << 20);
+    for dir in [&tmp, &cwd] {
+        let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+        assert!(left.is_empty(), "{} has {left:?}", dir.display());
+    }
+}
