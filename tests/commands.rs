@@ -3,7 +3,7 @@
 //! whose only policy is `policy --prune`'s output runs `backup` and `prune`, and every single
 //! action taken out of it makes the command that needs it fail or warn, naming it.
 
-use crate::support::{aws, unique, Done, Pg, Run, Store, STORES};
+use crate::support::{iam_user, unique, Done, Pg, Run, Store, STORES};
 use chrono::{Duration, Utc};
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 use serde_json::{json, Value};
@@ -403,37 +403,6 @@ fn policy_usage_errors_are_one_line() {
         .fails(2, &["bucket name `My_Bucket` is invalid"]);
 }
 
-/// An IAM user on moto-iam whose only (inline) policy is `doc`, exactly.
-fn user_with_policy(doc: &Value) -> (String, String) {
-    let name = unique("policy-user");
-    aws(
-        Store::MotoIam,
-        &["iam", "create-user", "--user-name", &name],
-    );
-    aws(
-        Store::MotoIam,
-        &[
-            "iam",
-            "put-user-policy",
-            "--user-name",
-            &name,
-            "--policy-name",
-            "pg-s3-backup",
-            "--policy-document",
-            &doc.to_string(),
-        ],
-    );
-    let key: Value = serde_json::from_str(&aws(
-        Store::MotoIam,
-        &["iam", "create-access-key", "--user-name", &name],
-    ))
-    .unwrap();
-    (
-        key["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
-        key["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
-    )
-}
-
 /// `doc` without `action` (statements left with no action are dropped).
 fn without(doc: &Value, action: &str) -> Value {
     let mut doc = doc.clone();
@@ -508,7 +477,7 @@ async fn the_prune_policy_is_exactly_enough_for_backup_and_prune() {
     let db = unique("iam-ok");
     Pg::create_db(&db);
     let (bucket, doc, old) = setup(&db).await;
-    let user = user_with_policy(&doc);
+    let user = iam_user(&doc);
     let url = Pg::url(&db);
 
     // backup --keep-last 1: the backup, its collision check and verification, and retention.
@@ -560,7 +529,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 
     // s3:PutObject: no backup at all.
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&without(&doc, "s3:PutObject"));
+    let user = iam_user(&without(&doc, "s3:PutObject"));
     as_user(backup(&bucket, &["--keep-last", "1"]), &user).fails(1, &["AccessDenied"]);
     assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 1);
 
@@ -571,13 +540,13 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
     // "grant s3:GetObject"), so the overwrite is the only thing to observe.
     let (bucket, doc, _) = setup(&db).await;
     occupy_the_next_minute(&bucket, &db).await;
-    let full = user_with_policy(&doc);
+    let full = iam_user(&doc);
     let key = as_user(backup(&bucket, &[]), &full).ok()["key"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(key.ends_with("Z-2.sql.gz"), "{key}");
-    let user = user_with_policy(&without(&doc, "s3:GetObject"));
+    let user = iam_user(&without(&doc, "s3:GetObject"));
     let key = as_user(backup(&bucket, &[]), &user).ok()["key"]
         .as_str()
         .unwrap()
@@ -586,7 +555,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 
     // s3:AbortMultipartUpload: prune cannot abort a stale upload and names the request.
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&without(&doc, "s3:AbortMultipartUpload"));
+    let user = iam_user(&without(&doc, "s3:AbortMultipartUpload"));
     open_upload(&bucket, &db).await;
     as_user(
         prune_run(&bucket, &db, &["--abort-incomplete-after", "0s"]),
@@ -597,7 +566,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 
     // s3:ListBucket: backup skips retention with a warning; prune fails.
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&without(&doc, "s3:ListBucket"));
+    let user = iam_user(&without(&doc, "s3:ListBucket"));
     let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
@@ -611,7 +580,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 
     // s3:DeleteObject: the same, naming s3:DeleteObject.
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&without(&doc, "s3:DeleteObject"));
+    let user = iam_user(&without(&doc, "s3:DeleteObject"));
     let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
@@ -625,7 +594,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 
     // s3:ListBucketMultipartUploads: backup does not need it; prune does.
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&without(&doc, "s3:ListBucketMultipartUploads"));
+    let user = iam_user(&without(&doc, "s3:ListBucketMultipartUploads"));
     let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
@@ -643,7 +612,7 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
 async fn list_bucket_prefix_condition_on_moto() {
     let db = unique("iam-prefix");
     let (bucket, doc, _) = setup(&db).await;
-    let user = user_with_policy(&doc);
+    let user = iam_user(&doc);
     let endpoint = Store::MotoIam.endpoint();
     let list = |prefix: &str| {
         as_user(
@@ -718,7 +687,7 @@ async fn the_restore_policy_is_exactly_enough_for_restore_latest_and_each_action
     };
     let target = unique("iam-restored");
     Pg::create_db(&target);
-    let out = as_user(restore(&target), &user_with_policy(&doc));
+    let out = as_user(restore(&target), &iam_user(&doc));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(Pg::psql(&Pg::url(&target), "SELECT count(*) FROM t"), "100");
     // Each action the restore statement grants, taken away, is named by the failure.
@@ -728,7 +697,7 @@ async fn the_restore_policy_is_exactly_enough_for_restore_latest_and_each_action
     ] {
         let target = unique("iam-denied");
         Pg::create_db(&target);
-        let out = as_user(restore(&target), &user_with_policy(&without(&doc, action)));
+        let out = as_user(restore(&target), &iam_user(&without(&doc, action)));
         out.fails(1, &[needle]);
     }
 }

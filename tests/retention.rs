@@ -3,7 +3,7 @@
 //! and least privilege (retention skipped with a warning when the backup user may not list or
 //! delete).
 
-use crate::support::{aws, unique, Pg, Run, Store, STORES};
+use crate::support::{unique, Pg, Run, Store, STORES};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 
@@ -358,37 +358,10 @@ async fn stale_uploads_are_aborted_where_the_store_can_list_them() {
 
 /// An IAM user on moto-iam allowed exactly `actions` on the bucket (and its objects).
 fn user_with(bucket: &str, actions: &[&str]) -> (String, String) {
-    let name = unique("backup-user");
-    let policy = serde_json::json!({
+    crate::support::iam_user(&serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]}]
-    });
-    aws(
-        Store::MotoIam,
-        &["iam", "create-user", "--user-name", &name],
-    );
-    aws(
-        Store::MotoIam,
-        &[
-            "iam",
-            "put-user-policy",
-            "--user-name",
-            &name,
-            "--policy-name",
-            "p",
-            "--policy-document",
-            &policy.to_string(),
-        ],
-    );
-    let key: serde_json::Value = serde_json::from_str(&aws(
-        Store::MotoIam,
-        &["iam", "create-access-key", "--user-name", &name],
-    ))
-    .unwrap();
-    (
-        key["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
-        key["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
-    )
+    }))
 }
 
 #[tokio::test]

@@ -189,6 +189,37 @@ pub fn aws(store: Store, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An IAM user on moto-iam whose only (inline) policy is `doc`, exactly.
+pub fn iam_user(doc: &serde_json::Value) -> (String, String) {
+    let name = unique("policy-user");
+    aws(
+        Store::MotoIam,
+        &["iam", "create-user", "--user-name", &name],
+    );
+    aws(
+        Store::MotoIam,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            &name,
+            "--policy-name",
+            "pg-s3-backup",
+            "--policy-document",
+            &doc.to_string(),
+        ],
+    );
+    let key: serde_json::Value = serde_json::from_str(&aws(
+        Store::MotoIam,
+        &["iam", "create-access-key", "--user-name", &name],
+    ))
+    .unwrap();
+    (
+        key["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
+        key["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
+    )
+}
+
 /// Runs the real binary with a clean environment plus what the test sets.
 pub struct Run {
     cmd: Command,
