@@ -248,3 +248,69 @@ async fn output_dash_streams_the_dump_to_stdout() {
     )
     .fails(2, &["no backup selected"]);
 }
+
+#[tokio::test]
+async fn at_selects_the_newest_backup_at_or_before_a_time() {
+    let store = Store::S3sFs;
+    let bucket = store.bucket("at").await;
+    let db = "timeline";
+    for (day, text) in [
+        ("2026-01-01", "-- january\n"),
+        ("2026-02-01", "-- february\n"),
+        ("2026-03-01", "-- march\n"),
+    ] {
+        let time = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(3, 0, 0)
+            .unwrap()
+            .and_utc();
+        let key = BackupId::new(db, time, DumpFormat::Plain).key("pg/");
+        let body = gzip(text.as_bytes());
+        store
+            .client()
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .metadata("sha256", hex::encode(Sha256::digest(&body)))
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+    for (at, expected) in [
+        ("2026-02-15T00:00:00Z", "-- february\n"),
+        ("20260201T030000Z", "-- february\n"),
+        ("2026-02-01T02:59:59Z", "-- january\n"),
+        ("2027-01-01T00:00:00Z", "-- march\n"),
+    ] {
+        let out = run(
+            store,
+            "restore",
+            &bucket,
+            &["--database", db, "--at", at, "--output", "-"],
+        );
+        assert_eq!(out.code, 0, "{at}: {}", out.stderr);
+        assert_eq!(out.stdout, expected, "--at {at}");
+    }
+    run(
+        store,
+        "restore",
+        &bucket,
+        &[
+            "--database",
+            db,
+            "--at",
+            "2025-12-31T00:00:00Z",
+            "--output",
+            "-",
+        ],
+    )
+    .fails(1, &["no backup of `timeline` at or before"]);
+    run(
+        store,
+        "restore",
+        &bucket,
+        &["--database", db, "--at", "yesterday", "--output", "-"],
+    )
+    .fails(2, &["--at `yesterday` is not a time"]);
+}
