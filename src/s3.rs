@@ -111,7 +111,11 @@ where
     let (code, message) = match err {
         SdkError::ServiceError(_) => (
             err.code().unwrap_or("unknown").to_string(),
-            err.message().unwrap_or("").to_string(),
+            // Stores end messages with a period; the hint follows after a colon.
+            err.message()
+                .unwrap_or("")
+                .trim_end_matches('.')
+                .to_string(),
         ),
         _ => ("".to_string(), root_cause(err)),
     };

@@ -8,5 +8,6 @@ mod auth;
 mod backup;
 mod commands;
 mod connect;
+mod faults;
 mod restore;
 mod retention;

@@ -1,0 +1,388 @@
+//! A fault-injecting HTTP/1.1 proxy in front of a real S3 endpoint (plain HTTP).
+//!
+//! The binary is pointed at `Proxy::url()` with `--force-path-style`; each request is forwarded
+//! byte for byte (the Host header stays as the client sent it, so SigV4 signatures stay valid)
+//! unless a rule says otherwise. It serves from std threads, so no test runtime is needed.
+//! One request per client connection: every response is relayed with `Connection: close`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// An S3 operation, classified from the method, the query string and `x-amz-copy-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    CreateMultipartUpload,
+    UploadPart,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    PutObject,
+    CopyObject,
+    DeleteObjects,
+    DeleteObject,
+    Other,
+}
+
+/// What the proxy does instead of (or before) forwarding a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers with this status and an S3 XML error body (Code InternalError).
+    Status(u16),
+    /// 503 with Code SlowDown.
+    SlowDown,
+    /// 400 with Code ExpiredToken.
+    ExpiredToken,
+    /// Reads half of the request body, then closes the socket without answering.
+    ResetMidBody,
+    /// Answers with this status and body, verbatim (e.g. a 200 DeleteObjects result with errors).
+    Reply(u16, String),
+    /// Waits, then forwards the request normally.
+    Delay(Duration),
+    /// The inner fault on the rule's Nth request and on every later one.
+    Always(Box<Fault>),
+}
+
+/// A request or response head: raw bytes, first line, headers.
+type Head = (Vec<u8>, String, Vec<(String, String)>);
+
+struct Rule {
+    op: Op,
+    nth: usize,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    counts: HashMap<Op, usize>,
+    log: Vec<(Op, String)>,
+}
+
+pub struct Proxy {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:9000`).
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("plain http upstream")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (st, up) = (st.clone(), upstream.clone());
+                thread::spawn(move || {
+                    let _ = serve(conn, &up, &st);
+                });
+            }
+        });
+        Proxy { port, state, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Applies `fault` to the `nth` (1-based) request of `op`.
+    pub fn fail(&self, op: Op, nth: usize, fault: Fault) -> &Self {
+        assert!(nth >= 1, "nth is 1-based");
+        self.state
+            .lock()
+            .unwrap()
+            .rules
+            .push(Rule { op, nth, fault });
+        self
+    }
+
+    /// Requests of `op` seen so far, faulted ones included.
+    pub fn count(&self, op: Op) -> usize {
+        *self.state.lock().unwrap().counts.get(&op).unwrap_or(&0)
+    }
+
+    /// Every request seen, in order: operation and request line.
+    pub fn log(&self) -> Vec<(Op, String)> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Op {
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|kv| kv == name || kv.starts_with(&format!("{name}=")))
+    };
+    let copy = header(headers, "x-amz-copy-source").is_some();
+    match method {
+        "PUT" if has("partNumber") && has("uploadId") => Op::UploadPart,
+        "PUT" if copy => Op::CopyObject,
+        "PUT" if !has("uploadId") => Op::PutObject,
+        "POST" if has("uploads") => Op::CreateMultipartUpload,
+        "POST" if has("uploadId") => Op::CompleteMultipartUpload,
+        "POST" if has("delete") => Op::DeleteObjects,
+        "DELETE" if has("uploadId") => Op::AbortMultipartUpload,
+        "DELETE" => Op::DeleteObject,
+        _ => Op::Other,
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads a head (request or response) up to the blank line: raw bytes, first line, headers.
+fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut raw = Vec::new();
+    let mut first = None;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if text.is_empty() {
+            break;
+        }
+        if first.is_none() {
+            first = Some(text);
+        } else if let Some((k, v)) = text.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok(Some((raw, first.unwrap_or_default(), headers)))
+}
+
+/// Copies a chunked body verbatim (chunks, terminator and trailers) into `out`.
+fn read_chunked(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        out.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line);
+        let size_hex = text
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let size = usize::from_str_radix(&size_hex, 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size {size_hex:?}")))?;
+        if size == 0 {
+            // Trailers up to the blank line.
+            loop {
+                let mut t = Vec::new();
+                if r.read_until(b'\n', &mut t)? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                out.extend_from_slice(&t);
+                if t == b"\r\n" || t == b"\n" {
+                    return Ok(());
+                }
+            }
+        }
+        let start = out.len();
+        out.resize(start + size + 2, 0);
+        r.read_exact(&mut out[start..])?;
+    }
+}
+
+fn content_length(headers: &[(String, String)]) -> Option<usize> {
+    header(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
+fn is_chunked(headers: &[(String, String)]) -> bool {
+    header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut writer = client.try_clone()?;
+    let mut reader = BufReader::new(client);
+    let Some((head, line, headers)) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let op = classify(&method, &target, &headers);
+
+    let fault = {
+        let mut st = state.lock().unwrap();
+        let n = {
+            let c = st.counts.entry(op).or_insert(0);
+            *c += 1;
+            *c
+        };
+        st.log.push((op, line.clone()));
+        st.rules.iter().find_map(|r| match &r.fault {
+            _ if r.op != op => None,
+            Fault::Always(inner) if n >= r.nth => Some((**inner).clone()),
+            f if n == r.nth => Some(f.clone()),
+            _ => None,
+        })
+    };
+
+    // A client that waits for `100 Continue` gets it from us; the upstream's is skipped below.
+    if header(&headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+
+    if let Some(Fault::ResetMidBody) = fault {
+        let len = content_length(&headers).unwrap_or(2);
+        let mut half = vec![0u8; (len / 2).max(1)];
+        let _ = reader.read_exact(&mut half);
+        // Unread data in the receive buffer makes the kernel send RST on close.
+        drop(reader);
+        let _ = writer.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+
+    let mut body = Vec::new();
+    if is_chunked(&headers) {
+        read_chunked(&mut reader, &mut body)?;
+    } else if let Some(len) = content_length(&headers) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    }
+
+    let canned = match fault {
+        Some(Fault::Status(s)) => Some(error_response(
+            s,
+            if s == 501 {
+                "NotImplemented"
+            } else if s >= 500 {
+                "InternalError"
+            } else {
+                "InvalidRequest"
+            },
+            "Injected by the test proxy.",
+        )),
+        Some(Fault::SlowDown) => Some(error_response(503, "SlowDown", "Reduce your request rate.")),
+        Some(Fault::ExpiredToken) => Some(error_response(
+            400,
+            "ExpiredToken",
+            "The provided token has expired.",
+        )),
+        Some(Fault::Reply(status, body)) => Some(
+            format!(
+                "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        ),
+        Some(Fault::Delay(d)) => {
+            thread::sleep(d);
+            None
+        }
+        _ => None,
+    };
+    if let Some(resp) = canned {
+        writer.write_all(&resp)?;
+        writer.flush()?;
+        let _ = writer.shutdown(Shutdown::Write);
+        return Ok(());
+    }
+
+    let mut up = TcpStream::connect(upstream)?;
+    up.write_all(&head)?;
+    up.write_all(&body)?;
+    up.flush()?;
+    let mut up_reader = BufReader::new(up);
+    let (status_line, resp_headers) = loop {
+        let Some((_, status_line, resp_headers)) = read_head(&mut up_reader)? else {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        };
+        let code: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if (100..200).contains(&code) {
+            continue;
+        }
+        break (status_line, resp_headers);
+    };
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut resp_body = Vec::new();
+    let no_body = method == "HEAD" || code == 204 || code == 304;
+    if !no_body {
+        if is_chunked(&resp_headers) {
+            read_chunked(&mut up_reader, &mut resp_body)?;
+        } else if let Some(len) = content_length(&resp_headers) {
+            resp_body.resize(len, 0);
+            up_reader.read_exact(&mut resp_body)?;
+        } else {
+            up_reader.read_to_end(&mut resp_body)?;
+        }
+    }
+    let mut out = format!("{status_line}\r\n");
+    for (k, v) in &resp_headers {
+        if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
+            continue;
+        }
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    writer.write_all(out.as_bytes())?;
+    writer.write_all(&resp_body)?;
+    writer.flush()?;
+    let _ = writer.shutdown(Shutdown::Write);
+    Ok(())
+}
