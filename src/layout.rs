@@ -198,4 +198,39 @@ mod tests {
             assert_eq!(BackupId::parse("x/", key), None, "{key}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Only keys this module writes are ever candidates: keys shaped like ours, with
+            /// random near-misses (another database's name in the file, bad timestamps, `-1` or
+            /// `-02` suffixes, foreign extensions, odd percent-encoding), parse only if writing the
+            /// parsed id gives back exactly that key.
+            #[test]
+            fn only_canonical_keys_parse(
+                db in "[a-z0-9%.-]{1,6}",
+                same: bool,
+                other in "[a-z0-9%.-]{1,6}",
+                ts in "20[0-9]{2}[01][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-6][0-9]Z?",
+                seq in "(-[0-9]{1,2})?",
+                ext in prop::sample::select(vec![".sql.gz", ".dump.gz", ".gz", ".sql", ".sql.gz.tmp"]),
+            ) {
+                let file_db = if same { db.clone() } else { other };
+                let key = format!("x/{db}/{file_db}-{ts}{seq}{ext}");
+                if let Some(id) = BackupId::parse("x/", &key) {
+                    prop_assert_eq!(id.key("x/"), key);
+                }
+            }
+
+            /// Every id round-trips through its key, whatever the database name.
+            #[test]
+            fn written_keys_parse_back(name in "\\PC{1,20}", secs in 0i64..4_000_000_000, seq in prop_oneof![Just(0u32), 2u32..50], custom: bool) {
+                let format = if custom { DumpFormat::Custom } else { DumpFormat::Plain };
+                let id = BackupId { seq, ..BackupId::new(&name, DateTime::from_timestamp(secs, 0).unwrap(), format) };
+                prop_assert_eq!(BackupId::parse("p/q/", &id.key("p/q/")), Some(id));
+            }
+        }
+    }
 }
