@@ -141,6 +141,20 @@ where
     anyhow::anyhow!("S3 {op} on {target} failed: {code}{message}: {hint}")
 }
 
+/// The SDK's error type for S3 operations.
+pub type S3Error<E> = SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+/// The credentials may not do this: an AccessDenied code, or a bare 403 for HEAD requests, which
+/// carry no error body (a 403 with another code, such as InvalidAccessKeyId, is not a denial).
+pub fn is_denied<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
+    match err.code() {
+        Some(code) => matches!(code, "AccessDenied" | "Forbidden"),
+        None => err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 403),
+    }
+}
+
 /// The IAM permission an S3 operation needs (CopyObject reads its source too).
 fn permission_for(op: &str) -> &'static str {
     let name = op.split_whitespace().next().unwrap_or(op);

@@ -33,11 +33,7 @@ impl fmt::Display for Denied {
 
 impl std::error::Error for Denied {}
 
-type SdkError<E> = aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
-
-fn is_denied<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    matches!(err.code(), Some("AccessDenied" | "Forbidden"))
-}
+use crate::s3::{is_denied, S3Error as SdkError};
 
 fn is_not_implemented<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
     matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))

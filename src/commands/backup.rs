@@ -84,7 +84,7 @@ async fn retain(
             head.content_length()
         ),
         // Without s3:GetObject, the listing's size check in `prune` is the verification.
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {}
+        Err(e) if s3::is_denied(&e) => {}
         Err(e) => return Err(s3::describe("HeadObject", &uri, &e)),
     }
     let expect = prune::Expect { key, size };
@@ -387,7 +387,7 @@ async fn free_key(
         match client.head_object().bucket(bucket).key(&key).send().await {
             Ok(_) => id = id.next_seq(),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(key),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            Err(e) if s3::is_denied(&e) => {
                 eprintln!("warning: s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix");
                 return Ok(key);
             }
