@@ -4,12 +4,14 @@
 //! through STS AssumeRoleWithWebIdentity and refreshed before expiry; else `sts:AssumeRole`
 //! on top of the chain's credentials (role chaining). It does not build the S3 client.
 
+mod cache;
 mod web_identity;
 
 use crate::error::usage;
 use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
+pub use cache::CredentialsCache;
 use std::time::Duration;
 pub use web_identity::AuthError;
 use web_identity::{TokenSource, WebIdentityProvider};
@@ -135,12 +137,9 @@ fn select(role: Option<&RoleArn>, env: impl Fn(&str) -> Option<String>) -> Resul
     Ok(Source::AssumeRole)
 }
 
-/// The credentials provider to use instead of the default chain, if a role is set, and the
-/// refresh margin for the identity cache.
-pub async fn provider(
-    cfg: &AuthConfig,
-    sdk: &SdkConfig,
-) -> Result<Option<(SharedCredentialsProvider, Duration)>> {
+/// The cached credentials for S3 clients: the role's when a role is set, else the default
+/// chain's; `None` when the environment configures no provider at all.
+pub async fn credentials(cfg: &AuthConfig, sdk: &SdkConfig) -> Option<CredentialsCache> {
     let provider = match (&cfg.source, &cfg.role) {
         (Source::WebIdentity(tokens), _) => {
             SharedCredentialsProvider::new(WebIdentityProvider::new(tokens.clone(), cfg, sdk))
@@ -153,9 +152,9 @@ pub async fn provider(
                 .build()
                 .await,
         ),
-        _ => return Ok(None),
+        _ => sdk.credentials_provider()?,
     };
-    Ok(Some((provider, cfg.refresh_margin())))
+    Some(CredentialsCache::new(provider, cfg.refresh_margin()))
 }
 
 fn is_session_char(c: char) -> bool {
