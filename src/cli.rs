@@ -120,6 +120,15 @@ pub struct S3Args {
     /// unless AWS_REQUEST_CHECKSUM_CALCULATION says otherwise.
     #[arg(long, value_enum, env = "S3_CHECKSUM", default_value = "auto")]
     pub checksum: ChecksumArg,
+    /// Seconds an S3 request may take before it is abandoned and retried, plus one second per
+    /// MiB it sends (CompleteMultipartUpload and CopyObject get ten times as long).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "S3_REQUEST_TIMEOUT",
+        default_value = "60"
+    )]
+    pub request_timeout: String,
     #[command(flatten)]
     pub auth: AuthArgs,
 }

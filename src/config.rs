@@ -11,6 +11,7 @@ use crate::source::conninfo::ConnInfo;
 use crate::upload::{PartSizer, MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use anyhow::Result;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// S3 location and client settings shared by every command.
 #[derive(Debug, Clone)]
@@ -22,8 +23,12 @@ pub struct S3Config {
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
     pub checksum: ChecksumArg,
+    /// Per-attempt limit for S3 requests without a body; see `s3::sending` for the others.
+    pub request_timeout: Duration,
     pub auth: AuthConfig,
 }
+
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Object attributes set on each backup.
 #[derive(Debug, Clone, Default)]
@@ -128,6 +133,12 @@ impl S3Config {
             endpoint_url,
             force_path_style: args.force_path_style,
             checksum: args.checksum,
+            request_timeout: Duration::from_secs(int_in(
+                &args.request_timeout,
+                "--request-timeout",
+                1,
+                3600,
+            )? as u64),
             auth: AuthConfig::new(
                 args.auth.role_to_assume.as_deref(),
                 args.auth.role_session_name.as_deref(),

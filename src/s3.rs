@@ -1,6 +1,7 @@
 //! The S3 client: region, endpoint and addressing for S3-compatible stores, checksum policy,
 //! retries, and one-line descriptions of S3 errors. It does not decide what to upload.
 
+use crate::auth::CredentialsCache;
 use crate::cli::ChecksumArg;
 use crate::config::S3Config;
 use crate::error::usage;
@@ -13,13 +14,24 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_types::retry::ErrorKind;
 use std::time::Duration;
 
 /// Attempts per request, first included. The SDK's standard mode retries throttling
 /// (SlowDown, 503), 5xx, and transient I/O errors (connection reset, timeouts) with jittered
 /// exponential backoff from `INITIAL_BACKOFF` up to 20 s; part bodies are `Bytes`, cheap to resend.
+/// `RefreshOnExpiry` adds ExpiredToken, retried with new credentials.
 pub const MAX_ATTEMPTS: u32 = 8;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest upload rate a request is given time for: a request that sends a body gets one
+/// second per MiB on top of `--request-timeout`.
+const MIN_SEND_RATE: u64 = 1 << 20;
+/// CompleteMultipartUpload and CopyObject can take S3 minutes on large objects; they get this
+/// many times `--request-timeout`.
+const SLOW_OPERATION_FACTOR: u32 = 10;
 
 pub async fn client(cfg: &S3Config) -> Result<Client> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -28,11 +40,7 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
                 .with_max_attempts(MAX_ATTEMPTS)
                 .with_initial_backoff(INITIAL_BACKOFF),
         )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build(),
-        );
+        .timeout_config(attempt_timeout(cfg.request_timeout));
     if let Some(region) = &cfg.region {
         loader = loader.region(Region::new(region.clone()));
     } else if cfg.endpoint_url.is_some() {
@@ -48,10 +56,13 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
     }
     let mut builder =
         aws_sdk_s3::config::Builder::from(&sdk).force_path_style(cfg.force_path_style);
-    if let Some((provider, margin)) = crate::auth::provider(&cfg.auth, &sdk).await? {
-        // Refresh ahead of expiry by minutes, not the SDK's default seconds.
-        let cache = IdentityCache::lazy().buffer_time(margin).build();
-        builder = builder.credentials_provider(provider).identity_cache(cache);
+    if let Some(cache) = crate::auth::credentials(&cfg.auth, &sdk).await {
+        // Ours instead of the SDK's identity cache: it refreshes minutes ahead of expiry, not
+        // seconds, and can drop credentials that S3 calls expired.
+        builder = builder
+            .credentials_provider(cache.clone())
+            .identity_cache(IdentityCache::no_cache())
+            .retry_classifier(RefreshOnExpiry(cache));
     }
     if let Some(url) = &cfg.endpoint_url {
         builder = builder.endpoint_url(url);
@@ -62,6 +73,96 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
             .response_checksum_validation(response);
     }
     Ok(Client::from_conf(builder.build()))
+}
+
+fn attempt_timeout(limit: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(limit)
+        .build()
+}
+
+/// Per-request configuration for a request that sends `bytes`: each attempt may take
+/// `--request-timeout` plus one second per MiB before it is abandoned and retried, so a stalled
+/// connection is given up on without cutting off a large part on a slow link.
+pub fn sending(client: &Client, bytes: u64) -> aws_sdk_s3::config::Builder {
+    let base = base_timeout(client);
+    let limit = base + Duration::from_secs(bytes.div_ceil(MIN_SEND_RATE));
+    aws_sdk_s3::config::Builder::new().timeout_config(attempt_timeout(limit))
+}
+
+/// Per-request configuration for CompleteMultipartUpload and CopyObject, which S3 may take
+/// minutes to finish on large objects.
+pub fn slow(client: &Client) -> aws_sdk_s3::config::Builder {
+    let limit = base_timeout(client) * SLOW_OPERATION_FACTOR;
+    aws_sdk_s3::config::Builder::new().timeout_config(attempt_timeout(limit))
+}
+
+fn base_timeout(client: &Client) -> Duration {
+    client
+        .config()
+        .timeout_config()
+        .and_then(|t| t.operation_attempt_timeout())
+        .unwrap_or(crate::config::DEFAULT_REQUEST_TIMEOUT)
+}
+
+/// Error codes meaning the request was signed with credentials that have expired.
+const EXPIRED: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "TokenRefreshRequired",
+];
+
+/// Makes an ExpiredToken answer retryable, after dropping the cached credentials so that the
+/// retry signs with new ones. A role session can end during a long part, or the clock can be
+/// off; without this the backup would fail on its first expired request.
+#[derive(Debug)]
+struct RefreshOnExpiry(CredentialsCache);
+
+impl ClassifyRetry for RefreshOnExpiry {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        match err.as_operation_error().and_then(error_code) {
+            Some(code) if EXPIRED.contains(&code) => {
+                self.0.invalidate();
+                RetryAction::retryable_error(ErrorKind::TransientError)
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "RefreshOnExpiry"
+    }
+}
+
+/// The store's error code, for the S3 operations this tool sends (the orchestrator hands
+/// classifiers a type-erased error).
+fn error_code(err: &aws_smithy_runtime_api::client::interceptors::context::Error) -> Option<&str> {
+    macro_rules! code_of {
+        ($($module:ident::$error:ident),*) => {
+            $(if let Some(e) = err.downcast_ref::<aws_sdk_s3::operation::$module::$error>() {
+                return e.code();
+            })*
+        };
+    }
+    code_of!(
+        upload_part::UploadPartError,
+        put_object::PutObjectError,
+        create_multipart_upload::CreateMultipartUploadError,
+        complete_multipart_upload::CompleteMultipartUploadError,
+        abort_multipart_upload::AbortMultipartUploadError,
+        copy_object::CopyObjectError,
+        head_object::HeadObjectError,
+        get_object::GetObjectError,
+        list_objects_v2::ListObjectsV2Error,
+        list_multipart_uploads::ListMultipartUploadsError,
+        delete_objects::DeleteObjectsError,
+        delete_object::DeleteObjectError
+    );
+    None
 }
 
 /// Since 2025 the SDK adds CRC checksums to every upload by default, which several
@@ -153,6 +254,17 @@ pub fn is_denied<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
             .raw_response()
             .is_some_and(|r| r.status().as_u16() == 403),
     }
+}
+
+/// A conditional write lost: the object exists (412), or another conditional write of it is in
+/// flight (409).
+pub fn lost_condition<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
+    matches!(
+        err.code(),
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || err
+        .raw_response()
+        .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
 }
 
 /// The IAM permission an S3 operation needs (CopyObject reads its source too).

@@ -4,7 +4,7 @@
 //! A stream smaller than one part becomes a single PutObject at commit time.
 
 use crate::progress::Counters;
-use crate::s3::describe;
+use crate::s3::{self, describe};
 use anyhow::{bail, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -232,6 +232,8 @@ impl Uploader {
                     .set_server_side_encryption(s.sse.clone())
                     .set_ssekms_key_id(s.sse_kms_key_id.clone())
                     .body(ByteStream::from(body))
+                    .customize()
+                    .config_override(s3::sending(&self.client, len))
                     .send()
                     .await
                     .map_err(|e| describe("PutObject", &s.uri(), &e))?;
@@ -254,6 +256,8 @@ impl Uploader {
                             .set_parts(Some(parts))
                             .build(),
                     )
+                    .customize()
+                    .config_override(s3::slow(&self.client))
                     .send()
                     .await
                     .map_err(|e| describe("CompleteMultipartUpload", &s.uri(), &e))?;
@@ -289,6 +293,8 @@ impl Uploader {
             .set_storage_class(s.storage_class.clone())
             .set_server_side_encryption(s.sse.clone())
             .set_ssekms_key_id(s.sse_kms_key_id.clone())
+            .customize()
+            .config_override(s3::slow(&self.client))
             .send()
             .await;
         match result {
@@ -380,6 +386,7 @@ async fn upload_part(
     _permit: OwnedSemaphorePermit,
     counters: Arc<Counters>,
 ) -> Result<CompletedPart> {
+    let len = body.len() as u64;
     let out = client
         .upload_part()
         .bucket(&spec.bucket)
@@ -388,6 +395,8 @@ async fn upload_part(
         .part_number(number as i32)
         .content_length(body.len() as i64)
         .body(ByteStream::from(body))
+        .customize()
+        .config_override(s3::sending(&client, len))
         .send()
         .await
         .map_err(|e| describe(&format!("UploadPart {number}"), &spec.uri(), &e))?;
