@@ -1,6 +1,6 @@
 //! Object keys: `{prefix}{db}/{db}-{YYYYMMDD}T{HHMMSS}Z[-{n}].{sql|dump}.gz`, written and parsed
-//! here and nowhere else, so that list, prune and restore only ever see keys this tool wrote.
-//! It does not talk to S3.
+//! here and nowhere else, so that list, prune and restore only ever see keys this tool wrote;
+//! and the `.lock` object that claims a key while its backup runs. It does not talk to S3.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -10,6 +10,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 const ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const LOCK_SUFFIX: &str = ".lock";
 
 /// How the dump inside the gzip stream was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -80,6 +81,18 @@ impl BackupId {
             self.time.format(TIME_FORMAT),
             self.format.extension()
         )
+    }
+
+    /// The object that claims `key` while its backup runs (`{key}.lock`). It never parses as
+    /// a backup, so list, prune and restore do not see it.
+    pub fn lock_key(key: &str) -> String {
+        format!("{key}{LOCK_SUFFIX}")
+    }
+
+    /// The backup key a lock object claims, if `key` is one of this tool's lock objects.
+    pub fn locked_key<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+        let claimed = key.strip_suffix(LOCK_SUFFIX)?;
+        Self::parse(prefix, claimed).map(|_| claimed)
     }
 
     /// The listing prefix holding every backup of `database` under `prefix`.
@@ -194,9 +207,21 @@ mod tests {
             "x/app/sub/app-20261123T030405Z.sql.gz",
             "y/app/app-20261123T030405Z.sql.gz",
             "x/a%2fb/a%2fb-20261123T030405Z.sql.gz",
+            "x/app/app-20261123T030405Z.sql.gz.lock",
         ] {
             assert_eq!(BackupId::parse("x/", key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn lock_keys_name_the_key_they_claim() {
+        let key = BackupId::new("app", at(2026, 11, 23, 3, 4, 5), DumpFormat::Plain).key("x/");
+        let lock = BackupId::lock_key(&key);
+        assert_eq!(lock, "x/app/app-20261123T030405Z.sql.gz.lock");
+        assert_eq!(BackupId::parse("x/", &lock), None);
+        assert_eq!(BackupId::locked_key("x/", &lock), Some(key.as_str()));
+        assert_eq!(BackupId::locked_key("x/", &key), None);
+        assert_eq!(BackupId::locked_key("x/", "x/app/notes.lock"), None);
     }
 
     mod properties {

@@ -226,7 +226,12 @@ fn policy_action_sets_per_feature() {
     for (extra, want) in [
         (
             &[][..],
-            &["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"][..],
+            &[
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:PutObject",
+            ][..],
         ),
         (&["--minimal"], &["s3:AbortMultipartUpload", "s3:PutObject"]),
         (
@@ -264,7 +269,10 @@ fn policy_action_sets_per_feature() {
                 .unwrap()
                 .iter()
                 .any(|a| a.as_str().unwrap().starts_with("s3:ListBucket"));
-            let want_resource = if object_level {
+            let lock_only = s["Sid"] == "BackupDeleteItsLockObject";
+            let want_resource = if lock_only {
+                "arn:aws:s3:::my-backups/prod/*.lock"
+            } else if object_level {
                 OBJECTS
             } else {
                 "arn:aws:s3:::my-backups"
@@ -578,7 +586,8 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
     as_user(prune_run(&bucket, &db, &[]), &user).fails(1, &["s3:ListBucket is denied"]);
     assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 2);
 
-    // s3:DeleteObject: the same, naming s3:DeleteObject.
+    // s3:DeleteObject: the same, naming s3:DeleteObject; the backup's lock object stays, with a
+    // warning naming the permission.
     let (bucket, doc, _) = setup(&db).await;
     let user = iam_user(&without(&doc, "s3:DeleteObject"));
     let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
@@ -589,8 +598,15 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
         "{}",
         out.stderr
     );
+    assert!(
+        out.stderr.contains("DeleteObject (lock)") && out.stderr.contains("s3:DeleteObject"),
+        "{}",
+        out.stderr
+    );
     as_user(prune_run(&bucket, &db, &[]), &user).fails(1, &["s3:DeleteObject is denied"]);
-    assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 2);
+    let keys = Store::MotoIam.keys_in(&bucket).await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.ends_with(".lock")).count(), 1);
 
     // s3:ListBucketMultipartUploads: backup does not need it; prune does.
     let (bucket, doc, _) = setup(&db).await;

@@ -121,7 +121,8 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
     let client = s3::client(&cfg.s3).await?;
     let id = BackupId::new(&server.database, Utc::now(), cfg.format);
-    let key = free_key(&client, &cfg.s3.bucket, &cfg.s3.prefix, id).await?;
+    let claim = claim_key(&client, &cfg.s3.bucket, &cfg.s3.prefix, id).await?;
+    let key = claim.key.clone();
     let counters = Arc::new(Counters::default());
     let spec = ObjectSpec {
         bucket: cfg.s3.bucket.clone(),
@@ -153,15 +154,13 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         sig = signals.recv() => Err(Interrupted(sig).into()),
     };
     drop(reporter);
-    let (sha256, metadata_complete) = match result {
-        Ok(done) => done,
-        Err(err) => {
-            if let Err(abort_err) = uploader.abort().await {
-                eprintln!("warning: {abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`");
-            }
-            return Err(err);
+    if result.is_err() {
+        if let Err(abort_err) = uploader.abort().await {
+            eprintln!("warning: {abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`");
         }
-    };
+    }
+    release(&client, &cfg.s3.bucket, &claim).await;
+    let (sha256, metadata_complete) = result?;
     let size = counters.compressed();
     let verified = if cfg.verify {
         action::group("Verify");
@@ -373,23 +372,35 @@ impl Write for ChannelSink {
     }
 }
 
-/// Picks the key for this backup: the timestamped key, or `-2`, `-3`... when an earlier backup
-/// took the same second, so an existing backup is never overwritten. Without permission to
-/// read (a PutObject-only user) the check is skipped.
-async fn free_key(
+/// The key this run writes, and the lock object that claims it while the backup runs.
+struct Claim {
+    key: String,
+    lock: Option<String>,
+}
+
+/// Picks the key for this backup: the timestamped key, or `-2`, `-3`... when it is taken, so an
+/// existing backup is never overwritten. A key is taken when its object exists (HeadObject) or
+/// another run holds its lock: the lock object `{key}.lock` is written only if absent
+/// (`If-None-Match: *`), so of two backups started in the same second exactly one gets each
+/// key, as Terraform's S3 lock files do. Without permission to read (a PutObject-only user)
+/// neither check runs.
+async fn claim_key(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
     mut id: BackupId,
-) -> Result<String> {
+) -> Result<Claim> {
     for _ in 0..MAX_SAME_SECOND {
         let key = id.key(prefix);
         match client.head_object().bucket(bucket).key(&key).send().await {
-            Ok(_) => id = id.next_seq(),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(key),
+            Ok(_) => {
+                id = id.next_seq();
+                continue;
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
             Err(e) if s3::is_denied(&e) => {
                 eprintln!("warning: s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix");
-                return Ok(key);
+                return Ok(Claim { key, lock: None });
             }
             Err(e) => {
                 return Err(s3::describe(
@@ -399,11 +410,54 @@ async fn free_key(
                 ))
             }
         }
+        let lock = BackupId::lock_key(&key);
+        let body = serde_json::json!({
+            "key": key,
+            "started": Utc::now().to_rfc3339(),
+            "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
+        });
+        let put = client
+            .put_object()
+            .bucket(bucket)
+            .key(&lock)
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(body.to_string().into_bytes().into())
+            .send()
+            .await;
+        match put {
+            Ok(_) => {
+                return Ok(Claim {
+                    key,
+                    lock: Some(lock),
+                })
+            }
+            Err(e) if s3::lost_condition(&e) => id = id.next_seq(),
+            Err(e) => {
+                return Err(s3::describe(
+                    "PutObject (lock)",
+                    &format!("s3://{bucket}/{lock}"),
+                    &e,
+                ))
+            }
+        }
     }
     anyhow::bail!(
         "more than {MAX_SAME_SECOND} backups of `{}` in one second: wait a second and retry",
         id.database
     )
+}
+
+/// Deletes the lock once the object is complete or the upload aborted. A lock left behind (no
+/// s3:DeleteObject) only reserves a key from the past; it warns and the backup stands.
+async fn release(client: &aws_sdk_s3::Client, bucket: &str, claim: &Claim) {
+    let Some(lock) = &claim.lock else { return };
+    if let Err(e) = client.delete_object().bucket(bucket).key(lock).send().await {
+        let err = s3::describe("DeleteObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
+        eprintln!(
+            "warning: {err}; the lock only reserved this backup's key and may be deleted by hand"
+        );
+    }
 }
 
 /// Metadata known before the upload starts. S3 metadata is ASCII only, so values are

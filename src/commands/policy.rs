@@ -3,9 +3,10 @@
 //! a bucket-policy form of the same statements. Pure: it prints JSON and touches no network.
 //!
 //! The actions are the ones this tool's requests need: PutObject (PutObject, CreateMultipartUpload,
-//! UploadPart, CompleteMultipartUpload), AbortMultipartUpload, GetObject (HeadObject, and the
-//! source side of the CopyObject that attaches sha256 metadata), ListBucket (ListObjectsV2),
-//! DeleteObject (DeleteObjects) and ListBucketMultipartUploads.
+//! UploadPart, CompleteMultipartUpload, and the `.lock` object that claims a key), AbortMultipartUpload,
+//! GetObject (HeadObject, and the source side of the CopyObject that attaches sha256 metadata),
+//! ListBucket (ListObjectsV2), DeleteObject (DeleteObjects, and the backup's own lock) and
+//! ListBucketMultipartUploads.
 
 use crate::cli::PolicyArgs;
 use crate::config::{check_bucket, normalize_prefix};
@@ -137,6 +138,15 @@ pub fn statements(bucket: &str, prefix: &str, f: Features) -> Vec<Statement> {
             &objects_arn,
         )
     }];
+    if !f.minimal && !f.prune {
+        // The lock that claims the key is taken only after HeadObject, so --minimal needs no
+        // delete; prune's DeleteObject below covers lock objects too.
+        out.push(Statement::allow(
+            "BackupDeleteItsLockObject",
+            &["s3:DeleteObject"],
+            &format!("{objects_arn}.lock"),
+        ));
+    }
     if f.prune || f.restore_latest {
         let mut list = Statement::allow("ListBackupsUnderPrefix", &["s3:ListBucket"], &bucket_arn);
         // Without a prefix the whole bucket is the backups' place; a condition on an absent
@@ -321,7 +331,12 @@ mod tests {
             ),
             (
                 f(),
-                &["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+                &[
+                    "s3:AbortMultipartUpload",
+                    "s3:DeleteObject",
+                    "s3:GetObject",
+                    "s3:PutObject",
+                ],
             ),
             (
                 Features {
