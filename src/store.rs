@@ -248,10 +248,17 @@ pub async fn abort_stale_uploads(
             let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                 continue;
             };
-            let started = upload
+            let Some(backup) = BackupId::parse(prefix, key) else {
+                continue;
+            };
+            // Stale only when both the store's Initiated and the key's own timestamp (when the
+            // backup started) are old: a store's clock can be wrong (moto reports 2010 for every
+            // upload), and an in-flight backup must never be aborted by a concurrent prune.
+            let initiated = upload
                 .initiated()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
-            if BackupId::parse(prefix, key).is_none() || started.is_none_or(|t| t >= before) {
+            let started = initiated.map_or(backup.time, |t| t.max(backup.time));
+            if started >= before {
                 continue;
             }
             client
