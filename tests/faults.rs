@@ -1,8 +1,12 @@
 //! `backup` under S3 faults injected by `support::proxy`, on both S3 servers: retried errors,
-//! connection resets, a completion that never succeeds, and an unreachable endpoint.
+//! connection resets, expired credentials, responses slower than the request timeout, a
+//! completion that never succeeds, an unreachable endpoint, two backups racing for one key, and
+//! a prune running while a backup is in flight.
 
+use crate::support::github::FakeGitHub;
 use crate::support::proxy::{Fault, Op, Proxy};
 use crate::support::{gunzip, script, unique, Done, Pg, Run, Store, STORES};
+use pg_s3_backup::layout::BackupId;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -44,20 +48,19 @@ fn database() -> &'static String {
     })
 }
 
-/// A backup of the fixed input to `bucket` through `endpoint` (a proxy, or anything else),
-/// with `store`'s credentials.
-fn backup(store: Store, bucket: &str, endpoint: &str) -> Run {
+/// A backup of the fixed input to `bucket` under `prefix` through `endpoint` (a proxy, or
+/// anything else), without credentials.
+fn backup_under(prefix: &str, bucket: &str, endpoint: &str, extra: &[&str]) -> Run {
     let fake = fake_pg_dump();
     let db_url = Pg::url(database());
-    let (ak, sk) = store.keys();
-    Run::new(&[
+    let mut args = vec![
         "backup",
         "--database-url",
         &db_url,
         "--bucket",
         bucket,
         "--prefix",
-        "pg/",
+        prefix,
         "--region",
         "us-east-1",
         "--endpoint-url",
@@ -68,20 +71,39 @@ fn backup(store: Store, bucket: &str, endpoint: &str) -> Run {
         "5MiB",
         "--pg-dump-path",
         fake.to_str().unwrap(),
-    ])
-    .env("AWS_ACCESS_KEY_ID", &ak)
-    .env("AWS_SECRET_ACCESS_KEY", &sk)
+    ];
+    args.extend_from_slice(extra);
+    Run::new(&args)
+}
+
+/// A backup of the fixed input under `pg/` with `store`'s credentials.
+fn backup(store: Store, bucket: &str, endpoint: &str) -> Run {
+    backup_with(store, bucket, endpoint, &[])
+}
+
+fn backup_with(store: Store, bucket: &str, endpoint: &str, extra: &[&str]) -> Run {
+    let (ak, sk) = store.keys();
+    backup_under("pg/", bucket, endpoint, extra)
+        .env("AWS_ACCESS_KEY_ID", &ak)
+        .env("AWS_SECRET_ACCESS_KEY", &sk)
 }
 
 async fn run(r: Run) -> Done {
     tokio::task::spawn_blocking(move || r.run()).await.unwrap()
 }
 
-/// Checks the bucket holds exactly the object of `json`, no open upload, intact content.
+/// Checks the bucket holds exactly the object of `json` (no lock object either), no open
+/// upload, intact content.
 async fn check_object(store: Store, bucket: &str, json: &serde_json::Value) -> (String, String) {
     let key = json["key"].as_str().unwrap().to_string();
     assert_eq!(store.keys_in(bucket).await, vec![key.clone()], "{store:?}");
     assert_eq!(store.open_uploads(bucket).await, 0, "{store:?}");
+    check_content(store, bucket, json).await
+}
+
+/// Checks the object of `json` holds the input, with matching sha256 metadata.
+async fn check_content(store: Store, bucket: &str, json: &serde_json::Value) -> (String, String) {
+    let key = json["key"].as_str().unwrap().to_string();
     let (body, meta, _) = store.get(bucket, &key).await;
     let sha = hex::encode(Sha256::digest(&body));
     assert_eq!(json["sha256"], sha.as_str(), "{store:?}");
@@ -193,9 +215,35 @@ async fn unreachable_endpoint_fails_quickly() {
     let out = run(backup(Store::Moto, "unreachable-bucket", &endpoint)).await;
     let took = started.elapsed();
     eprintln!("unreachable endpoint took {took:?}\nstderr: {}", out.stderr);
-    out.fails(1, &[]);
+    out.fails(1, &["HeadObject", "check --endpoint-url and the network"]);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+/// Nothing listens at the database's port: one error line, exit 1, and not one S3 request
+/// (the database is checked before the S3 client exists).
+#[test]
+fn unreachable_postgres_fails_before_any_s3_request() {
+    let proxy = Proxy::start(&Store::Moto.endpoint());
+    let (ak, sk) = Store::Moto.keys();
+    let out = Run::new(&[
+        "backup",
+        "--database-url",
+        "postgres://pgs3:pw@127.0.0.1:1/db",
+        "--bucket",
+        "some-bucket",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &proxy.url(),
+        "--force-path-style",
+    ])
+    .env("AWS_ACCESS_KEY_ID", &ak)
+    .env("AWS_SECRET_ACCESS_KEY", &sk)
+    .run();
+    out.fails(1, &["cannot connect to PostgreSQL at 127.0.0.1:1"]);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(proxy.log().is_empty(), "{:?}", proxy.log());
 }
 
 async fn expired_token_on_a_part(store: Store) {
@@ -203,24 +251,149 @@ async fn expired_token_on_a_part(store: Store) {
     let proxy = Proxy::start(&store.endpoint());
     proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken);
     let out = run(backup(store, &bucket, &proxy.url())).await;
-    let err = out.fails(1, &["UploadPart", "ExpiredToken"]).to_string();
-    eprintln!("{store:?}: {err}");
-    assert!(out.stdout.is_empty(), "{store:?}: {}", out.stdout);
-    assert_eq!(
-        store.keys_in(&bucket).await,
-        Vec::<String>::new(),
-        "{store:?}"
+    check_object(store, &bucket, &out.ok()).await;
+    assert!(
+        proxy.count(Op::UploadPart) >= 4,
+        "{store:?}: {:?}",
+        proxy.log()
     );
-    assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
-    assert_eq!(proxy.count(Op::AbortMultipartUpload), 1, "{store:?}");
-    assert_eq!(proxy.count(Op::CompleteMultipartUpload), 0, "{store:?}");
+    assert_eq!(proxy.count(Op::AbortMultipartUpload), 0, "{store:?}");
 }
 
-/// Expired credentials are not retried: exit 1 naming the part and the code, upload aborted.
+/// ExpiredToken on a part: the cached credentials are dropped and the part is retried; the
+/// object is complete. (With static keys the "new" credentials are the same keys; the test
+/// below shows a role's credentials really being fetched again.)
 #[tokio::test(flavor = "multi_thread")]
-async fn expired_token_on_a_part_aborts_on_both_stores() {
+async fn expired_token_on_a_part_is_retried_on_both_stores() {
     let [a, b] = STORES;
     tokio::join!(expired_token_on_a_part(a), expired_token_on_a_part(b));
+}
+
+/// A GitHub OIDC role session that S3 calls expired in the middle of the upload: a new ID
+/// token is fetched, exchanged for new role credentials, and the part retried with them. STS
+/// is reached through the proxy too, so the session credentials it hands out are known
+/// secrets that no output may show.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_role_credentials_are_refreshed_and_the_part_retried() {
+    let store = Store::MotoIam;
+    let bucket = store.bucket("faults-oidc").await;
+    let role = crate::auth::role_for(&bucket, "repo:octo-org/octo-repo:*");
+    let fake = FakeGitHub::start("sts.amazonaws.com", 0);
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken);
+    let mut r = backup_under(
+        "allowed/",
+        &bucket,
+        &proxy.url(),
+        &["--role-to-assume", &role],
+    )
+    .env("AWS_ENDPOINT_URL_STS", &proxy.url());
+    for (k, v) in fake.job_env() {
+        r = r.env(k, &v);
+    }
+    let out = run(r).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out.stdout.lines().find(|l| l.starts_with('{')).unwrap();
+    check_object(store, &bucket, &serde_json::from_str(line).unwrap()).await;
+    assert_eq!(
+        fake.requests(),
+        2,
+        "one token at start, one after ExpiredToken"
+    );
+    assert_eq!(
+        out.stderr.matches("assumed role").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    let sts_calls = proxy
+        .log()
+        .iter()
+        .filter(|(op, line)| *op == Op::Other && line.starts_with("POST / "))
+        .count();
+    assert_eq!(sts_calls, 2, "{:?}", proxy.log());
+}
+
+async fn response_slower_than_the_timeout(store: Store) {
+    let bucket = store.bucket("faults-delay").await;
+    let proxy = Proxy::start(&store.endpoint());
+    let delay = Duration::from_secs(40);
+    proxy.fail(Op::UploadPart, 2, Fault::Delay(delay));
+    let started = Instant::now();
+    // 2 s plus 1 s per MiB: a 5 MiB part is given 7 s.
+    let out = run(backup_with(
+        store,
+        &bucket,
+        &proxy.url(),
+        &["--request-timeout", "2"],
+    ))
+    .await;
+    let took = started.elapsed();
+    check_object(store, &bucket, &out.ok()).await;
+    assert!(
+        took < delay,
+        "{store:?}: waited for the delayed answer ({took:?})"
+    );
+    assert!(
+        proxy.count(Op::UploadPart) >= 4,
+        "{store:?}: {:?}",
+        proxy.log()
+    );
+}
+
+/// An UploadPart answered only after 40 s: the attempt is abandoned after
+/// `--request-timeout` (plus the part's allowance) and retried; the object is complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_slower_than_the_request_timeout_is_retried_on_both_stores() {
+    let [a, b] = STORES;
+    tokio::join!(
+        response_slower_than_the_timeout(a),
+        response_slower_than_the_timeout(b)
+    );
+}
+
+async fn same_second_pair(store: Store) {
+    for _ in 0..5 {
+        let bucket = store.bucket("faults-race").await;
+        let endpoint = store.endpoint();
+        let (a, b) = tokio::join!(
+            run(backup(store, &bucket, &endpoint)),
+            run(backup(store, &bucket, &endpoint))
+        );
+        let (a, b) = (a.ok(), b.ok());
+        let (ka, kb) = (a["key"].as_str().unwrap(), b["key"].as_str().unwrap());
+        assert_ne!(ka, kb, "{store:?}: both backups wrote one key");
+        let (ia, ib) = (
+            BackupId::parse("pg/", ka).unwrap(),
+            BackupId::parse("pg/", kb).unwrap(),
+        );
+        if ia.time != ib.time {
+            eprintln!("{store:?}: {ka} and {kb} started in different seconds; again");
+            continue;
+        }
+        let mut seqs = [ia.seq, ib.seq];
+        seqs.sort();
+        assert_eq!(seqs, [0, 2], "{store:?}: {ka} {kb}");
+        let mut want = vec![ka.to_string(), kb.to_string()];
+        want.sort();
+        let mut keys = store.keys_in(&bucket).await;
+        keys.sort();
+        assert_eq!(keys, want, "{store:?}: only the two backups, no lock left");
+        assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+        check_content(store, &bucket, &a).await;
+        check_content(store, &bucket, &b).await;
+        return;
+    }
+    panic!("{store:?}: five pairs never started in the same second");
+}
+
+/// Two backups of one database started together: when they land in the same second, the lock
+/// object lets one take the key and sends the other to `-2`; both complete, nothing is
+/// overwritten. (Without the lock both would write the same key, and one backup would be lost.)
+#[tokio::test(flavor = "multi_thread")]
+async fn two_backups_in_the_same_second_get_distinct_keys_on_both_stores() {
+    let [a, b] = STORES;
+    tokio::join!(same_second_pair(a), same_second_pair(b));
 }
 
 /// Backups of `db` for the last `n` days, put directly.
@@ -304,4 +477,46 @@ async fn per_key_delete_errors_in_a_200_response_are_reported() {
     proxy.fail(Op::DeleteObjects, 1, Fault::Reply(200, body));
     let out = run(prune_via(store, &bucket, &proxy.url(), "app")).await;
     out.fails(1, &["1 of 2 deletions failed", &keys[3], "InternalError"]);
+}
+
+async fn prune_while_backing_up(store: Store) {
+    let bucket = store.bucket("faults-inflight").await;
+    let seeded = seed_backups(store, &bucket, database(), 5).await;
+    // The first part is held for 5 s, so the backup is still in flight when prune runs.
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(Op::UploadPart, 1, Fault::Delay(Duration::from_secs(5)));
+    let backing_up = tokio::spawn(run(backup(store, &bucket, &proxy.url())));
+    let started = Instant::now();
+    while proxy.count(Op::UploadPart) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no part started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = run(prune_via(store, &bucket, &store.endpoint(), database())).await;
+    assert_eq!(out.code, 0, "{store:?}: {}", out.stderr);
+    assert!(
+        !backing_up.is_finished(),
+        "{store:?}: the backup ended before prune"
+    );
+    let json = backing_up.await.unwrap().ok();
+    let new_key = json["key"].as_str().unwrap().to_string();
+    assert!(!seeded.contains(&new_key));
+    // keep-last 2 kept the two newest that existed when prune listed; the new one is whole.
+    let mut want = vec![seeded[0].clone(), seeded[1].clone(), new_key];
+    want.sort();
+    let mut keys = store.keys_in(&bucket).await;
+    keys.sort();
+    assert_eq!(keys, want, "{store:?}");
+    assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+    check_content(store, &bucket, &json).await;
+}
+
+/// prune (keep-last 2) while a backup of the same database is uploading: the in-flight upload,
+/// its lock and the kept backups survive; only what the policy deletes is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_during_an_in_flight_backup_on_both_stores() {
+    let [a, b] = STORES;
+    tokio::join!(prune_while_backing_up(a), prune_while_backing_up(b));
 }

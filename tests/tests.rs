@@ -9,5 +9,6 @@ mod backup;
 mod commands;
 mod connect;
 mod faults;
+mod hostile;
 mod restore;
 mod retention;

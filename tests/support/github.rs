@@ -34,6 +34,7 @@ impl FakeGitHub {
             "ghs_request_{}",
             crate::support::unique("tok").replace('-', "")
         );
+        crate::support::secret(&request_token);
         let state = Arc::new(Mutex::new(State::default()));
         let (st, expected_token, expected_aud) =
             (state.clone(), request_token.clone(), audience.to_string());
@@ -131,6 +132,7 @@ fn answer(
         );
     }
     let token = jwt(expected_aud);
+    crate::support::secret(&token);
     st.issued.push(token.clone());
     (
         "200 OK",

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// Reads a variable written by `scripts/services start`; tests never skip silently.
 pub fn env(name: &str) -> String {
@@ -123,6 +124,9 @@ impl Store {
             .await
             .expect("get object");
         let meta = out.metadata().cloned().unwrap_or_default();
+        for (name, value) in &meta {
+            assert_no_secrets(&format!("metadata `{name}` of {key}"), value);
+        }
         let content_type = out.content_type().map(String::from);
         let body = out
             .body
@@ -221,9 +225,67 @@ pub fn iam_user(doc: &serde_json::Value) -> (String, String) {
     )
 }
 
+/// Values that must never appear in anything the binary prints or writes, except in the
+/// `::add-mask::` line that hides it: database passwords, AWS secret keys and session tokens,
+/// GitHub request and ID tokens. `Run` registers the ones it is given; the fake token endpoint
+/// and the proxy register what they hand out. Every finished run is checked against all of them.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers `value` as a secret (too-short values would match by accident and are ignored).
+pub fn secret(value: &str) {
+    if value.len() < 8 {
+        return;
+    }
+    let mut all = SECRETS.lock().unwrap();
+    if !all.iter().any(|s| s == value) {
+        all.push(value.to_string());
+    }
+}
+
+/// Environment variables whose values are secrets.
+const SECRET_VARS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "PGPASSWORD",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
+/// Registers the password of a database URL or libpq `key=value` string, decoded and as written.
+fn secret_in_conninfo(value: &str) {
+    if let Ok(url) = url::Url::parse(value) {
+        if let Some(pw) = url.password() {
+            secret(pw);
+            secret(&percent_encoding::percent_decode_str(pw).decode_utf8_lossy());
+        }
+        return;
+    }
+    for word in value.split_whitespace() {
+        if let Some(pw) = word.strip_prefix("password=") {
+            secret(pw.trim_matches('\''));
+        }
+    }
+}
+
+/// Asserts that no registered secret appears in `text` (named `what`) outside mask lines.
+#[track_caller]
+pub fn assert_no_secrets(what: &str, text: &str) {
+    let secrets = SECRETS.lock().unwrap().clone();
+    for secret in &secrets {
+        for line in text.lines().filter(|l| l.contains(secret.as_str())) {
+            assert_eq!(
+                line,
+                format!("::add-mask::{secret}"),
+                "a secret appears in {what}:\n{text}"
+            );
+        }
+    }
+}
+
 /// Runs the real binary with a clean environment plus what the test sets.
 pub struct Run {
     cmd: Command,
+    /// `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY`, checked for secrets after the run.
+    files: Vec<PathBuf>,
 }
 
 pub struct Done {
@@ -242,7 +304,14 @@ impl Run {
             }
         }
         cmd.env("AWS_EC2_METADATA_DISABLED", "true");
-        Self { cmd }
+        secret_in_conninfo(&Pg::admin_url());
+        for arg in args {
+            secret_in_conninfo(arg);
+        }
+        Self {
+            cmd,
+            files: Vec::new(),
+        }
     }
 
     /// A backup of `db` to `bucket` on `store`, with the store's credentials.
@@ -271,6 +340,15 @@ impl Run {
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
+        if SECRET_VARS.contains(&key) {
+            secret(value);
+        }
+        if key.contains("DATABASE") {
+            secret_in_conninfo(value);
+        }
+        if key == "GITHUB_OUTPUT" || key == "GITHUB_STEP_SUMMARY" {
+            self.files.push(value.into());
+        }
         self.cmd.env(key, value);
         self
     }
@@ -290,17 +368,26 @@ impl Run {
 
     pub fn run(mut self) -> Done {
         let out = self.cmd.output().expect("run binary");
+        for file in &self.files {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                assert_no_secrets(&file.display().to_string(), &text);
+            }
+        }
         Done::from(out)
     }
 }
 
+/// Every finished run, spawned or not, is checked for secrets in its output.
 impl From<Output> for Done {
     fn from(out: Output) -> Self {
-        Done {
+        let done = Done {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        };
+        assert_no_secrets("stdout", &done.stdout);
+        assert_no_secrets("stderr", &done.stderr);
+        done
     }
 }
 
@@ -500,4 +587,15 @@ pub fn script(name: &str, body: &str) -> PathBuf {
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// The sweep itself: a registered secret in output fails the run's checks; its mask line does not.
+#[test]
+fn the_secret_sweep_catches_a_leak_but_not_a_mask() {
+    secret("sweep-check-secret-value");
+    assert_no_secrets("stdout", "::add-mask::sweep-check-secret-value\nok");
+    let leak = std::panic::catch_unwind(|| {
+        assert_no_secrets("stderr", "error: login as sweep-check-secret-value failed")
+    });
+    assert!(leak.is_err(), "a leaked secret went unnoticed");
 }

@@ -372,6 +372,15 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
             up_reader.read_to_end(&mut resp_body)?;
         }
     }
+    // STS answers carry credentials: they become secrets that no output may show.
+    let text = String::from_utf8_lossy(&resp_body);
+    for tag in ["SecretAccessKey", "SessionToken"] {
+        for part in text.split(&format!("<{tag}>")).skip(1) {
+            if let Some((value, _)) = part.split_once(&format!("</{tag}>")) {
+                crate::support::secret(value);
+            }
+        }
+    }
     let mut out = format!("{status_line}\r\n");
     for (k, v) in &resp_headers {
         if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
