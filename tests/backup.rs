@@ -496,6 +496,28 @@ kill -9 $$"#,
     );
     for store in STORES {
         let bucket = store.bucket("killed").await;
+        // Two older backups that `--keep-last 1` would prune after a successful backup.
+        let mut older = Vec::new();
+        for days in [2, 3] {
+            let time = chrono::Utc::now() - chrono::Duration::days(days);
+            let key = pg_s3_backup::layout::BackupId::new(
+                &db,
+                time,
+                pg_s3_backup::layout::DumpFormat::Plain,
+            )
+            .key("pg/");
+            store
+                .client()
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(b"old".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            older.push(key);
+        }
+        older.sort();
         let out = Run::backup(
             store,
             &bucket,
@@ -511,7 +533,12 @@ kill -9 $$"#,
         )
         .run();
         out.fails(1, &["was killed by signal 9"]);
-        assert!(store.keys_in(&bucket).await.is_empty(), "{store:?}");
+        let mut keys = store.keys_in(&bucket).await;
+        keys.sort();
+        assert_eq!(
+            keys, older,
+            "{store:?}: no new object, no lock, nothing pruned"
+        );
         assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
     }
 }

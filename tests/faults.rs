@@ -174,6 +174,8 @@ async fn connection_reset_mid_part_is_retried_on_both_stores() {
 
 async fn complete_always_fails(store: Store) {
     let bucket = store.bucket("faults-complete").await;
+    let mut older = seed_backups(store, &bucket, database(), 3).await;
+    older.sort();
     let proxy = Proxy::start(&store.endpoint());
     proxy.fail(
         Op::CompleteMultipartUpload,
@@ -181,22 +183,31 @@ async fn complete_always_fails(store: Store) {
         Fault::Always(Box::new(Fault::Status(500))),
     );
     let started = Instant::now();
-    let out = run(backup(store, &bucket, &proxy.url())).await;
+    let out = run(backup_with(
+        store,
+        &bucket,
+        &proxy.url(),
+        &["--keep-last", "1"],
+    ))
+    .await;
     let took = started.elapsed();
     let err = out.fails(1, &["CompleteMultipartUpload"]).to_string();
     assert!(out.stdout.is_empty(), "{store:?}: {}", out.stdout);
+    let mut keys = store.keys_in(&bucket).await;
+    keys.sort();
     assert_eq!(
-        store.keys_in(&bucket).await,
-        Vec::<String>::new(),
-        "{store:?}"
+        keys, older,
+        "{store:?}: old backups intact, no new object, no lock"
     );
+    assert_eq!(proxy.count(Op::DeleteObjects), 0, "{store:?}: pruned");
     assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
     assert_eq!(proxy.count(Op::AbortMultipartUpload), 1, "{store:?}");
     assert_eq!(proxy.count(Op::CompleteMultipartUpload), 8, "{store:?}");
     eprintln!("{store:?}: CompleteMultipartUpload always 500 took {took:?}: {err}");
 }
 
-/// CompleteMultipartUpload never succeeds: exit 1 naming it, the upload aborted, no object.
+/// CompleteMultipartUpload never succeeds: exit 1 naming it, the upload aborted, no object,
+/// the older backups intact and nothing pruned although `--keep-last 1` was given.
 #[tokio::test(flavor = "multi_thread")]
 async fn complete_always_failing_aborts_on_both_stores() {
     let [a, b] = STORES;
