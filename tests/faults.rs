@@ -81,11 +81,17 @@ fn backup(store: Store, bucket: &str, endpoint: &str) -> Run {
     backup_with(store, bucket, endpoint, &[])
 }
 
+/// With a session token too (both stores ignore it), so that every fault scenario runs with
+/// a known token that the secret sweep then looks for in all output.
 fn backup_with(store: Store, bucket: &str, endpoint: &str, extra: &[&str]) -> Run {
     let (ak, sk) = store.keys();
     backup_under("pg/", bucket, endpoint, extra)
         .env("AWS_ACCESS_KEY_ID", &ak)
         .env("AWS_SECRET_ACCESS_KEY", &sk)
+        .env(
+            "AWS_SESSION_TOKEN",
+            "faults-session-token-FwoGZXIvYXdzEXAMPLE",
+        )
 }
 
 async fn run(r: Run) -> Done {
@@ -260,7 +266,7 @@ fn unreachable_postgres_fails_before_any_s3_request() {
 async fn expired_token_on_a_part(store: Store) {
     let bucket = store.bucket("faults-expired").await;
     let proxy = Proxy::start(&store.endpoint());
-    proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken);
+    proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken(400));
     let out = run(backup(store, &bucket, &proxy.url())).await;
     check_object(store, &bucket, &out.ok()).await;
     assert!(
@@ -291,7 +297,7 @@ async fn expired_role_credentials_are_refreshed_and_the_part_retried() {
     let role = crate::auth::role_for(&bucket, "repo:octo-org/octo-repo:*");
     let fake = FakeGitHub::start("sts.amazonaws.com", 0);
     let proxy = Proxy::start(&store.endpoint());
-    proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken);
+    proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken(403));
     let mut r = backup_under(
         "allowed/",
         &bucket,

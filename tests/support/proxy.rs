@@ -34,8 +34,8 @@ pub enum Fault {
     Status(u16),
     /// 503 with Code SlowDown.
     SlowDown,
-    /// 400 with Code ExpiredToken.
-    ExpiredToken,
+    /// Code ExpiredToken with this status: AWS documents 400 for S3; 403 is also seen.
+    ExpiredToken(u16),
     /// Reads half of the request body, then closes the socket without answering.
     ResetMidBody,
     /// Answers with this status and body, verbatim (e.g. a 200 DeleteObjects result with errors).
@@ -311,8 +311,8 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
             "Injected by the test proxy.",
         )),
         Some(Fault::SlowDown) => Some(error_response(503, "SlowDown", "Reduce your request rate.")),
-        Some(Fault::ExpiredToken) => Some(error_response(
-            400,
+        Some(Fault::ExpiredToken(status)) => Some(error_response(
+            status,
             "ExpiredToken",
             "The provided token has expired.",
         )),
