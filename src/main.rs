@@ -5,7 +5,7 @@ use clap::Parser;
 use pg_s3_backup::{action, cli, commands, error, signals};
 
 fn main() {
-    fix_mmap_threshold();
+    fix_malloc();
     let code = match run() {
         Ok(()) => 0,
         Err(err) => {
@@ -63,13 +63,23 @@ fn clap_one_line(e: &clap::Error) -> String {
     )
 }
 
-/// glibc raises its mmap threshold after the first large buffer is freed, so later part buffers
-/// (MiBs each) come from per-thread arenas that keep the memory: measured 62-70 MiB peak instead
-/// of 50 MiB on a 160 MiB stream. A fixed threshold keeps them mmapped and returned on free.
-fn fix_mmap_threshold() {
+/// glibc's malloc tuning, fixed at start.
+/// - mmap threshold 1 MiB: glibc raises the threshold after the first large buffer is freed, so
+///   later part buffers (5 MiB and more) would come from per-thread arenas that keep the memory
+///   (measured 62-70 MiB peak instead of 50 MiB on a 160 MiB stream). Fixed, they stay mmapped
+///   and go back to the OS on free. Below 1 MiB (each block's deflate state and output) the heap
+///   reuses memory instead of mapping and faulting it in again for every 512 KiB block.
+/// - trim threshold 16 MiB: freed heap memory is kept for the next block instead of being
+///   returned and faulted back in.
+///
+/// Measured on the 700 MB benchmark dump from a file (3 runs each): 131k minor faults and
+/// 0.87-1.08 s system time with a 256 KiB threshold and the default trim; 22k faults and
+/// 0.63-0.76 s with these, for 6-8 MiB more peak RSS (36-38 MiB).
+fn fix_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 * 1024 * 1024);
     }
 }
