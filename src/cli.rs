@@ -87,7 +87,8 @@ pub struct PruneArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Abort this tool's multipart uploads under the prefix older than this (e.g. 24h, 3d).
+    /// Abort this tool's multipart uploads under the prefix, and delete its lock objects, older
+    /// than this (e.g. 24h, 3d): what a killed run left behind.
     #[arg(long, env = "ABORT_INCOMPLETE_AFTER", default_value = "24h")]
     pub abort_incomplete_after: String,
 }

@@ -199,6 +199,35 @@ async fn delete_one_by_one(
     Ok(())
 }
 
+/// Lock objects (`{key}.lock`) under `prefix` whose backup started before `before`: left by a
+/// run that was killed before it could delete its lock. Only locks of this tool's keys count.
+pub async fn stale_locks(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    before: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut stale = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| describe("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
+        for key in page.contents().iter().filter_map(|o| o.key()) {
+            let claimed =
+                BackupId::locked_key(prefix, key).and_then(|k| BackupId::parse(prefix, k));
+            if claimed.is_some_and(|id| id.time < before) {
+                stale.push(key.to_string());
+            }
+        }
+    }
+    Ok(stale)
+}
+
 /// What happened to stale multipart uploads.
 #[derive(Debug)]
 pub enum Aborted {

@@ -480,6 +480,44 @@ async fn prune_falls_back_to_delete_object_without_delete_objects() {
     }
 }
 
+/// A killed run's lock object goes once its backup's time is older than
+/// `--abort-incomplete-after` (24h by default); a running backup's lock and other files stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_removes_stale_lock_objects_only() {
+    use pg_s3_backup::layout::DumpFormat;
+    for store in STORES {
+        let bucket = store.bucket("locks").await;
+        let seeded = seed_backups(store, &bucket, "app", 3).await;
+        let lock_at = |days| {
+            let time = chrono::Utc::now() - chrono::Duration::days(days);
+            BackupId::lock_key(&BackupId::new("app", time, DumpFormat::Plain).key("pg/"))
+        };
+        let (stale, fresh, foreign) = (lock_at(2), lock_at(0), "pg/app/notes.lock".to_string());
+        for key in [&stale, &fresh, &foreign] {
+            store
+                .client()
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(b"{}".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let out = run(prune_via(store, &bucket, &store.endpoint(), "app")).await;
+        let text = out.ok_plain();
+        assert!(
+            text.contains(&format!("removed stale lock {stale}")),
+            "{store:?}: {text}"
+        );
+        let mut want = vec![seeded[0].clone(), seeded[1].clone(), fresh, foreign];
+        want.sort();
+        let mut keys = store.keys_in(&bucket).await;
+        keys.sort();
+        assert_eq!(keys, want, "{store:?}");
+    }
+}
+
 /// A 200 DeleteObjects response can carry per-key errors: prune reports them and exits 1.
 #[tokio::test(flavor = "multi_thread")]
 async fn per_key_delete_errors_in_a_200_response_are_reported() {

@@ -1,6 +1,7 @@
 //! `prune`: apply a keep policy to this tool's backups under the prefix, per database, delete
-//! what it does not keep (or only print the plan with `--dry-run`), and abort stale multipart
-//! uploads. `backup` calls [`prune`] after a verified upload.
+//! what it does not keep (or only print the plan with `--dry-run`), and clean up after killed
+//! runs: abort stale multipart uploads and delete stale lock objects. `backup` calls [`prune`]
+//! after a verified upload.
 
 use crate::cli::PruneArgs;
 use crate::config::{policy_from, S3Config};
@@ -32,6 +33,8 @@ pub struct Report {
     /// Keys the store refused to delete, with its reason.
     pub failed: Vec<(String, String)>,
     pub aborted_uploads: Vec<String>,
+    /// Lock objects of backups that started before `--abort-incomplete-after` (a killed run's).
+    pub removed_locks: Vec<String>,
 }
 
 impl Report {
@@ -83,6 +86,10 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
                 "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked"
             ),
         }
+        let locks = store::stale_locks(&client, &cfg.bucket, &cfg.prefix, before).await?;
+        let removed = store::delete(&client, &cfg.bucket, &locks).await?;
+        report.removed_locks = removed.deleted;
+        report.failed.extend(removed.failed);
     }
     print_report(&report, args.json)?;
     if !report.failed.is_empty() {
@@ -203,6 +210,9 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
     }
     for key in &report.aborted_uploads {
         println!("aborted stale multipart upload of {key}");
+    }
+    for key in &report.removed_locks {
+        println!("removed stale lock {key}");
     }
     Ok(())
 }
