@@ -518,6 +518,42 @@ async fn the_prune_policy_is_exactly_enough_for_backup_and_prune() {
     assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 0);
 }
 
+/// The backup-only policy (no --prune): the backup checks its key, takes and deletes its lock
+/// (s3:DeleteObject on `*.lock` only) and attaches its sha256, with no warning; the same user
+/// may not delete a backup.
+#[tokio::test]
+async fn the_backup_policy_is_exactly_enough_for_backup_and_its_lock() {
+    let db = unique("iam-backup");
+    Pg::create_db(&db);
+    let (bucket, _, old) = setup(&db).await;
+    let doc = Run::new(&["policy", "--bucket", &bucket, "--prefix", "pg"])
+        .run()
+        .ok();
+    let user = iam_user(&doc);
+    let out = as_user(
+        Run::backup(Store::MotoIam, &bucket, &Pg::url(&db), &[]),
+        &user,
+    );
+    let json = out.ok();
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert_eq!(json["metadata_complete"], true);
+    let mut keys = Store::MotoIam.keys_in(&bucket).await;
+    keys.sort();
+    let mut want = vec![old.clone(), json["key"].as_str().unwrap().to_string()];
+    want.sort();
+    assert_eq!(keys, want, "the lock is gone, nothing else changed");
+    // DeleteObject is granted on lock objects only.
+    let (ak, sk) = &user;
+    let denied = Store::MotoIam
+        .client_with(ak, sk)
+        .delete_object()
+        .bucket(&bucket)
+        .key(&old)
+        .send()
+        .await;
+    assert!(denied.is_err(), "the backup user deleted a backup");
+}
+
 /// Objects at this tool's keys for `db` for every second of the next minute, so the next
 /// backup's key is taken unless it checks (HeadObject, s3:GetObject) and moves on to `-2`.
 async fn occupy_the_next_minute(bucket: &str, db: &str) {

@@ -67,6 +67,11 @@ impl Store {
 
     pub fn client(self) -> Client {
         let (ak, sk) = self.keys();
+        self.client_with(&ak, &sk)
+    }
+
+    /// A client of this store with other credentials (an IAM user's on moto-iam).
+    pub fn client_with(self, ak: &str, sk: &str) -> Client {
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
