@@ -1,16 +1,18 @@
 //! The reverse pipeline for `restore` and `verify`: GetObject body → sha256 of the stored bytes
 //! → gzip decoding (CRC and length checked by the decoder) → any async writer. Never holds the
 //! object in memory or on disk. The sha256 is compared before `stream_into` returns, so a caller
-//! feeding psql can still kill it (rolling back) before it sees end of input.
+//! feeding psql can still kill it (rolling back) before it sees end of input. A body that stops
+//! arriving for `--request-timeout` fails instead of hanging.
 
 use crate::layout::{BackupId, DumpFormat};
-use crate::s3::describe;
+use crate::s3::{self, describe};
 use anyhow::{bail, Context, Result};
 use async_compression::tokio::bufread::GzipDecoder;
 use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
 /// Bytes of the decompressed end kept to check pg_dump's completion trailer.
@@ -24,6 +26,8 @@ pub struct Opened {
     pub expected_sha256: Option<String>,
     pub metadata: std::collections::HashMap<String, String>,
     body: aws_sdk_s3::primitives::ByteStream,
+    /// How long the body may send nothing (the client's `--request-timeout`).
+    idle: Duration,
 }
 
 /// What streaming found; returned only when the gzip stream and the sha256 were both good.
@@ -60,6 +64,7 @@ pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Res
         expected_sha256: metadata.get("sha256").cloned(),
         metadata,
         body: out.body,
+        idle: s3::request_timeout(client),
     })
 }
 
@@ -70,6 +75,9 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
         inner: opened.body.into_async_read(),
         hasher: Sha256::new(),
         bytes: 0,
+        idle: opened.idle,
+        deadline: Box::pin(tokio::time::sleep(opened.idle)),
+        waiting: false,
     };
     let mut tail = Vec::with_capacity(TAIL * 2);
     let mut raw_bytes = 0u64;
@@ -78,7 +86,14 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = decoder.read(&mut buf).await.map_err(|e| {
-                anyhow::anyhow!("the gzip stream of {} is damaged: {e}", opened.key)
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    anyhow::anyhow!(
+                        "S3 stopped sending {}: {e}: check the network, or raise --request-timeout",
+                        opened.key
+                    )
+                } else {
+                    anyhow::anyhow!("the gzip stream of {} is damaged: {e}", opened.key)
+                }
             })?;
             if n == 0 {
                 break;
@@ -118,11 +133,16 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
     })
 }
 
-/// Hashes and counts the stored bytes as the decoder reads them.
+/// Hashes and counts the stored bytes as the decoder reads them, and fails the read when the
+/// body sends nothing for `idle` (the SDK's attempt timeout ends when the headers arrive).
 struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The last read was Pending: `deadline` runs.
+    waiting: bool,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
@@ -132,11 +152,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            let fresh = &buf.filled()[before..];
-            self.bytes += fresh.len() as u64;
-            self.hasher.update(fresh);
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &poll {
+            Poll::Ready(result) => {
+                if result.is_ok() {
+                    let fresh = &buf.filled()[before..];
+                    this.bytes += fresh.len() as u64;
+                    this.hasher.update(fresh);
+                }
+                this.waiting = false;
+            }
+            Poll::Pending => {
+                // The clock runs only while the decoder is waiting for data, not while a slow
+                // writer (psql building an index) keeps it from asking.
+                if !this.waiting {
+                    this.waiting = true;
+                    let until = tokio::time::Instant::now() + this.idle;
+                    this.deadline.as_mut().reset(until);
+                }
+                if std::future::Future::poll(this.deadline.as_mut(), cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no data for {} s", this.idle.as_secs()),
+                    )));
+                }
+            }
         }
         poll
     }

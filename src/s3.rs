@@ -86,7 +86,7 @@ fn attempt_timeout(limit: Duration) -> TimeoutConfig {
 /// `--request-timeout` plus one second per MiB before it is abandoned and retried, so a stalled
 /// connection is given up on without cutting off a large part on a slow link.
 pub fn sending(client: &Client, bytes: u64) -> aws_sdk_s3::config::Builder {
-    let base = base_timeout(client);
+    let base = request_timeout(client);
     let limit = base + Duration::from_secs(bytes.div_ceil(MIN_SEND_RATE));
     aws_sdk_s3::config::Builder::new().timeout_config(attempt_timeout(limit))
 }
@@ -94,11 +94,12 @@ pub fn sending(client: &Client, bytes: u64) -> aws_sdk_s3::config::Builder {
 /// Per-request configuration for CompleteMultipartUpload and CopyObject, which S3 may take
 /// minutes to finish on large objects.
 pub fn slow(client: &Client) -> aws_sdk_s3::config::Builder {
-    let limit = base_timeout(client) * SLOW_OPERATION_FACTOR;
+    let limit = request_timeout(client) * SLOW_OPERATION_FACTOR;
     aws_sdk_s3::config::Builder::new().timeout_config(attempt_timeout(limit))
 }
 
-fn base_timeout(client: &Client) -> Duration {
+/// `--request-timeout` as configured on `client`.
+pub fn request_timeout(client: &Client) -> Duration {
     client
         .config()
         .timeout_config()

@@ -369,6 +369,64 @@ async fn a_response_slower_than_the_request_timeout_is_retried_on_both_stores() 
     );
 }
 
+async fn stalled_download(store: Store) {
+    let bucket = store.bucket("faults-stall").await;
+    let json = run(backup(store, &bucket, &store.endpoint())).await.ok();
+    let key = json["key"].as_str().unwrap();
+    let proxy = Proxy::start(&store.endpoint());
+    let stall = Duration::from_secs(40);
+    proxy.fail(Op::GetObject, 1, Fault::StallBody(stall));
+    let (ak, sk) = store.keys();
+    let started = Instant::now();
+    let out = run(Run::new(&[
+        "verify",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "pg/",
+        "--key",
+        key,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &proxy.url(),
+        "--force-path-style",
+        "--request-timeout",
+        "2",
+    ])
+    .env("AWS_ACCESS_KEY_ID", &ak)
+    .env("AWS_SECRET_ACCESS_KEY", &sk))
+    .await;
+    let took = started.elapsed();
+    out.fails(
+        1,
+        &[
+            "S3 stopped sending",
+            key,
+            "no data for 2 s",
+            "--request-timeout",
+        ],
+    );
+    assert!(
+        took < stall,
+        "{store:?}: waited for the stalled body ({took:?})"
+    );
+    assert_eq!(
+        proxy.count(Op::GetObject),
+        1,
+        "{store:?}: {:?}",
+        proxy.log()
+    );
+}
+
+/// GetObject's body stops half-way for 40 s: `verify` (and so `restore` and `backup --verify`)
+/// gives up after `--request-timeout` of silence with one line, instead of hanging.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_download_fails_instead_of_hanging_on_both_stores() {
+    let [a, b] = STORES;
+    tokio::join!(stalled_download(a), stalled_download(b));
+}
+
 async fn same_second_pair(store: Store) {
     for _ in 0..5 {
         let bucket = store.bucket("faults-race").await;

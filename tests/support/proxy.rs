@@ -24,6 +24,7 @@ pub enum Op {
     CopyObject,
     DeleteObjects,
     DeleteObject,
+    GetObject,
     Other,
 }
 
@@ -42,6 +43,8 @@ pub enum Fault {
     Reply(u16, String),
     /// Waits, then forwards the request normally.
     Delay(Duration),
+    /// Forwards the request, relays the response head and half its body, then waits.
+    StallBody(Duration),
     /// The inner fault on the rule's Nth request and on every later one.
     Always(Box<Fault>),
 }
@@ -146,8 +149,17 @@ fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Op {
         "POST" if has("delete") => Op::DeleteObjects,
         "DELETE" if has("uploadId") => Op::AbortMultipartUpload,
         "DELETE" => Op::DeleteObject,
+        // Path style: `/bucket/key`; bucket-level GETs (listings) have no key.
+        "GET" if path_has_key(target) && !has("uploadId") => Op::GetObject,
         _ => Op::Other,
     }
+}
+
+fn path_has_key(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or("");
+    path.trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty())
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -316,7 +328,7 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
             "ExpiredToken",
             "The provided token has expired.",
         )),
-        Some(Fault::Reply(status, body)) => Some(
+        Some(Fault::Reply(status, ref body)) => Some(
             format!(
                 "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -390,6 +402,15 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
     }
     out.push_str("Connection: close\r\n\r\n");
     writer.write_all(out.as_bytes())?;
+    if let Some(Fault::StallBody(d)) = fault {
+        let half = resp_body.len() / 2;
+        writer.write_all(&resp_body[..half])?;
+        writer.flush()?;
+        thread::sleep(d);
+        writer.write_all(&resp_body[half..])?;
+        writer.flush()?;
+        return Ok(());
+    }
     writer.write_all(&resp_body)?;
     writer.flush()?;
     let _ = writer.shutdown(Shutdown::Write);
