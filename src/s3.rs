@@ -257,6 +257,15 @@ pub fn is_denied<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
     }
 }
 
+/// The store does not implement this request (s3s-fs 0.14 lacks ListMultipartUploads, some
+/// stores DeleteObjects or conditional writes).
+pub fn is_not_implemented<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
+    matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))
+        || err
+            .raw_response()
+            .is_some_and(|r| matches!(r.status().as_u16(), 501 | 405))
+}
+
 /// A conditional write lost: the object exists (412), or another conditional write of it is in
 /// flight (409).
 pub fn lost_condition<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {

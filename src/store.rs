@@ -5,7 +5,6 @@
 use crate::layout::BackupId;
 use crate::s3::describe;
 use anyhow::Result;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
@@ -33,14 +32,7 @@ impl fmt::Display for Denied {
 
 impl std::error::Error for Denied {}
 
-use crate::s3::{is_denied, S3Error as SdkError};
-
-fn is_not_implemented<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))
-        || err
-            .raw_response()
-            .is_some_and(|r| matches!(r.status().as_u16(), 501 | 405))
-}
+use crate::s3::{is_denied, is_not_implemented};
 
 /// One backup object as listed.
 #[derive(Debug, Clone)]

@@ -554,6 +554,42 @@ async fn the_backup_policy_is_exactly_enough_for_backup_and_its_lock() {
     assert!(denied.is_err(), "the backup user deleted a backup");
 }
 
+/// A policy that lets the backup write `*.sql.gz` objects but nothing else: the lock write is
+/// denied, the backup warns once about it and completes.
+#[tokio::test]
+async fn a_denied_lock_write_is_a_warning_not_a_failure() {
+    let db = unique("iam-nolock");
+    Pg::create_db(&db);
+    let bucket = Store::MotoIam.bucket("iam-nolock").await;
+    let user = iam_user(&json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": format!("arn:aws:s3:::{bucket}/pg/*.sql.gz")
+        }, {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": format!("arn:aws:s3:::{bucket}/pg/*")
+        }]
+    }));
+    let out = as_user(
+        Run::backup(Store::MotoIam, &bucket, &Pg::url(&db), &[]),
+        &user,
+    );
+    let json = out.ok();
+    assert_eq!(out.stderr.matches("warning").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("PutObject (lock)") && out.stderr.contains("AccessDenied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        Store::MotoIam.keys_in(&bucket).await,
+        vec![json["key"].as_str().unwrap().to_string()]
+    );
+}
+
 /// Objects at this tool's keys for `db` for every second of the next minute, so the next
 /// backup's key is taken unless it checks (HeadObject, s3:GetObject) and moves on to `-2`.
 async fn occupy_the_next_minute(bucket: &str, db: &str) {

@@ -427,6 +427,33 @@ async fn a_stalled_download_fails_instead_of_hanging_on_both_stores() {
     tokio::join!(stalled_download(a), stalled_download(b));
 }
 
+async fn lock_not_implemented(store: Store) {
+    let bucket = store.bucket("faults-nolock").await;
+    let proxy = Proxy::start(&store.endpoint());
+    // The first PutObject of a multipart backup is its lock.
+    proxy.fail(Op::PutObject, 1, Fault::Status(501));
+    let out = run(backup(store, &bucket, &proxy.url())).await;
+    check_object(store, &bucket, &out.ok()).await;
+    assert!(
+        out.stderr.contains("PutObject (lock)") && out.stderr.contains("without a lock"),
+        "{store:?}: {}",
+        out.stderr
+    );
+    assert_eq!(
+        proxy.count(Op::DeleteObject),
+        0,
+        "{store:?}: deleted a lock it never wrote"
+    );
+}
+
+/// A store that refuses the conditional lock write (501): the backup goes on without a lock,
+/// with one warning, and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_without_conditional_writes_backs_up_without_a_lock() {
+    let [a, b] = STORES;
+    tokio::join!(lock_not_implemented(a), lock_not_implemented(b));
+}
+
 async fn same_second_pair(store: Store) {
     for _ in 0..5 {
         let bucket = store.bucket("faults-race").await;

@@ -6,7 +6,7 @@ use crate::action;
 use crate::cli::BackupArgs;
 use crate::commands::prune;
 use crate::compress::{self, GzipOptions};
-use crate::config::BackupConfig;
+use crate::config::{BackupConfig, ObjectOptions, S3Config};
 use crate::error::Interrupted;
 use crate::layout::BackupId;
 use crate::progress::{Counters, Reporter};
@@ -121,7 +121,7 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
     let client = s3::client(&cfg.s3).await?;
     let id = BackupId::new(&server.database, Utc::now(), cfg.format);
-    let claim = claim_key(&client, &cfg.s3.bucket, &cfg.s3.prefix, id).await?;
+    let claim = claim_key(&client, &cfg.s3, &cfg.object, id).await?;
     let key = claim.key.clone();
     let counters = Arc::new(Counters::default());
     let spec = ObjectSpec {
@@ -386,10 +386,11 @@ struct Claim {
 /// neither check runs.
 async fn claim_key(
     client: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
+    s3cfg: &S3Config,
+    object: &ObjectOptions,
     mut id: BackupId,
 ) -> Result<Claim> {
+    let (bucket, prefix) = (&s3cfg.bucket, &s3cfg.prefix);
     for _ in 0..MAX_SAME_SECOND {
         let key = id.key(prefix);
         match client.head_object().bucket(bucket).key(&key).send().await {
@@ -422,6 +423,9 @@ async fn claim_key(
             .key(&lock)
             .if_none_match("*")
             .content_type("application/json")
+            // Bucket policies that require encryption apply to the lock too.
+            .set_server_side_encryption(object.sse.clone())
+            .set_ssekms_key_id(object.sse_kms_key_id.clone())
             .body(body.to_string().into_bytes().into())
             .send()
             .await;
@@ -433,6 +437,13 @@ async fn claim_key(
                 })
             }
             Err(e) if s3::lost_condition(&e) => id = id.next_seq(),
+            // The lock is a safeguard, not the backup: without it only a backup started in
+            // this same second could collide, and HeadObject already checked the key.
+            Err(e) if s3::is_denied(&e) || s3::is_not_implemented(&e) => {
+                let err = s3::describe("PutObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
+                eprintln!("warning: {err}; backing up without a lock, so a backup started in this same second could take the same key");
+                return Ok(Claim { key, lock: None });
+            }
             Err(e) => {
                 return Err(s3::describe(
                     "PutObject (lock)",
