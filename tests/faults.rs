@@ -94,6 +94,12 @@ fn backup_with(store: Store, bucket: &str, endpoint: &str, extra: &[&str]) -> Ru
         )
 }
 
+/// Runs `scenario` on moto and on s3s-fs at the same time.
+async fn on_both_stores<F: std::future::Future<Output = ()>>(scenario: impl Fn(Store) -> F) {
+    let [a, b] = STORES;
+    tokio::join!(scenario(a), scenario(b));
+}
+
 async fn run(r: Run) -> Done {
     tokio::task::spawn_blocking(move || r.run()).await.unwrap()
 }
@@ -151,11 +157,7 @@ async fn retried_errors_give_the_same_object(store: Store) {
 /// bytes equal a clean run's.
 #[tokio::test(flavor = "multi_thread")]
 async fn retried_part_errors_store_the_same_bytes_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(
-        retried_errors_give_the_same_object(a),
-        retried_errors_give_the_same_object(b)
-    );
+    on_both_stores(retried_errors_give_the_same_object).await;
 }
 
 async fn reset_mid_part(store: Store) {
@@ -174,8 +176,7 @@ async fn reset_mid_part(store: Store) {
 /// The connection drops in the middle of the 2nd part's body: the part is resent.
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_reset_mid_part_is_retried_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(reset_mid_part(a), reset_mid_part(b));
+    on_both_stores(reset_mid_part).await;
 }
 
 async fn complete_always_fails(store: Store) {
@@ -216,8 +217,7 @@ async fn complete_always_fails(store: Store) {
 /// the older backups intact and nothing pruned although `--keep-last 1` was given.
 #[tokio::test(flavor = "multi_thread")]
 async fn complete_always_failing_aborts_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(complete_always_fails(a), complete_always_fails(b));
+    on_both_stores(complete_always_fails).await;
 }
 
 /// Nothing listens on the endpoint: one error line, exit 1, within a minute (the SDK makes 8 attempts with jittered backoff, worst case ~32 s).
@@ -282,8 +282,7 @@ async fn expired_token_on_a_part(store: Store) {
 /// below shows a role's credentials really being fetched again.)
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_token_on_a_part_is_retried_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(expired_token_on_a_part(a), expired_token_on_a_part(b));
+    on_both_stores(expired_token_on_a_part).await;
 }
 
 /// A GitHub OIDC role session that S3 calls expired in the middle of the upload: a new ID
@@ -362,11 +361,7 @@ async fn response_slower_than_the_timeout(store: Store) {
 /// `--request-timeout` (plus the part's allowance) and retried; the object is complete.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_response_slower_than_the_request_timeout_is_retried_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(
-        response_slower_than_the_timeout(a),
-        response_slower_than_the_timeout(b)
-    );
+    on_both_stores(response_slower_than_the_timeout).await;
 }
 
 async fn stalled_download(store: Store) {
@@ -423,8 +418,7 @@ async fn stalled_download(store: Store) {
 /// gives up after `--request-timeout` of silence with one line, instead of hanging.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_download_fails_instead_of_hanging_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(stalled_download(a), stalled_download(b));
+    on_both_stores(stalled_download).await;
 }
 
 async fn lock_not_implemented(store: Store) {
@@ -450,8 +444,7 @@ async fn lock_not_implemented(store: Store) {
 /// with one warning, and completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_without_conditional_writes_backs_up_without_a_lock() {
-    let [a, b] = STORES;
-    tokio::join!(lock_not_implemented(a), lock_not_implemented(b));
+    on_both_stores(lock_not_implemented).await;
 }
 
 async fn same_second_pair(store: Store) {
@@ -494,8 +487,7 @@ async fn same_second_pair(store: Store) {
 /// overwritten. (Without the lock both would write the same key, and one backup would be lost.)
 #[tokio::test(flavor = "multi_thread")]
 async fn two_backups_in_the_same_second_get_distinct_keys_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(same_second_pair(a), same_second_pair(b));
+    on_both_stores(same_second_pair).await;
 }
 
 /// Backups of `db` for the last `n` days, put directly.
@@ -657,6 +649,5 @@ async fn prune_while_backing_up(store: Store) {
 /// its lock and the kept backups survive; only what the policy deletes is gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_during_an_in_flight_backup_on_both_stores() {
-    let [a, b] = STORES;
-    tokio::join!(prune_while_backing_up(a), prune_while_backing_up(b));
+    on_both_stores(prune_while_backing_up).await;
 }
