@@ -89,10 +89,9 @@ impl BackupId {
         format!("{key}{LOCK_SUFFIX}")
     }
 
-    /// The backup key a lock object claims, if `key` is one of this tool's lock objects.
-    pub fn locked_key<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
-        let claimed = key.strip_suffix(LOCK_SUFFIX)?;
-        Self::parse(prefix, claimed).map(|_| claimed)
+    /// The backup a lock object claims, if `key` is one of this tool's lock objects.
+    pub fn parse_lock(prefix: &str, key: &str) -> Option<Self> {
+        Self::parse(prefix, key.strip_suffix(LOCK_SUFFIX)?)
     }
 
     /// The listing prefix holding every backup of `database` under `prefix`.
@@ -219,9 +218,12 @@ mod tests {
         let lock = BackupId::lock_key(&key);
         assert_eq!(lock, "x/app/app-20261123T030405Z.sql.gz.lock");
         assert_eq!(BackupId::parse("x/", &lock), None);
-        assert_eq!(BackupId::locked_key("x/", &lock), Some(key.as_str()));
-        assert_eq!(BackupId::locked_key("x/", &key), None);
-        assert_eq!(BackupId::locked_key("x/", "x/app/notes.lock"), None);
+        assert_eq!(
+            BackupId::parse_lock("x/", &lock).map(|id| id.key("x/")),
+            Some(key.clone())
+        );
+        assert_eq!(BackupId::parse_lock("x/", &key), None);
+        assert_eq!(BackupId::parse_lock("x/", "x/app/notes.lock"), None);
     }
 
     mod properties {

@@ -55,13 +55,34 @@ pub async fn list_backups(
         Some(db) => BackupId::database_prefix(prefix, db),
         None => prefix.to_string(),
     };
+    let mut found = Vec::new();
+    for (key, size) in list_objects(client, bucket, &list_prefix).await? {
+        let Some(id) = BackupId::parse(prefix, &key) else {
+            continue;
+        };
+        if database.is_some_and(|db| db != id.database) {
+            continue;
+        }
+        found.push(Listed { id, key, size });
+    }
+    found.sort_by(|a, b| (b.id.time, b.id.seq, &b.key).cmp(&(a.id.time, a.id.seq, &a.key)));
+    Ok(found)
+}
+
+/// Every object under `list_prefix`: key and size, following ListObjectsV2 pagination. A
+/// denial is a [`Denied`] naming s3:ListBucket.
+async fn list_objects(
+    client: &Client,
+    bucket: &str,
+    list_prefix: &str,
+) -> Result<Vec<(String, u64)>> {
     let mut pages = client
         .list_objects_v2()
         .bucket(bucket)
-        .prefix(&list_prefix)
+        .prefix(list_prefix)
         .into_paginator()
         .send();
-    let mut found = Vec::new();
+    let mut objects = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             if is_denied(&e) {
@@ -74,22 +95,12 @@ pub async fn list_backups(
             }
         })?;
         for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            let Some(id) = BackupId::parse(prefix, key) else {
-                continue;
-            };
-            if database.is_some_and(|db| db != id.database) {
-                continue;
+            if let Some(key) = object.key() {
+                objects.push((key.to_string(), object.size().unwrap_or(0).max(0) as u64));
             }
-            found.push(Listed {
-                id,
-                key: key.to_string(),
-                size: object.size().unwrap_or(0).max(0) as u64,
-            });
         }
     }
-    found.sort_by(|a, b| (b.id.time, b.id.seq, &b.key).cmp(&(a.id.time, a.id.seq, &a.key)));
-    Ok(found)
+    Ok(objects)
 }
 
 /// What a deletion did, key by key.
@@ -199,22 +210,10 @@ pub async fn stale_locks(
     prefix: &str,
     before: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
     let mut stale = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| describe("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
-        for key in page.contents().iter().filter_map(|o| o.key()) {
-            let claimed =
-                BackupId::locked_key(prefix, key).and_then(|k| BackupId::parse(prefix, k));
-            if claimed.is_some_and(|id| id.time < before) {
-                stale.push(key.to_string());
-            }
+    for (key, _) in list_objects(client, bucket, prefix).await? {
+        if BackupId::parse_lock(prefix, &key).is_some_and(|id| id.time < before) {
+            stale.push(key);
         }
     }
     Ok(stale)
