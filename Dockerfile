@@ -22,7 +22,8 @@
 # --- build ---------------------------------------------------------------------------------
 # rust:1.95-slim-bookworm = Rust 1.95.0 on Debian 12 (the runtime's glibc, 2.36).
 FROM rust:1.95-slim-bookworm@sha256:caaf9ca7acd474892186860307d6f28e51fdbc1a4eada459fcff81517cf46a36 AS build
-# The image has gcc and libc6-dev, all that aws-lc-sys (rustls' crypto) needs to compile.
+# The image has gcc and libc6-dev, all that aws-lc-sys (rustls' crypto) and libdeflate-sys (the
+# compressor, C) need to compile.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY . /src
 RUN cargo build --release --locked --manifest-path /src/Cargo.toml

@@ -1,5 +1,5 @@
-//! The backup's compressor alone, stdin to stdout: `pgzip [LEVEL [THREADS]]` (defaults: 6, all
-//! cores). `bench/run --engines` uses it to compare deflate engines on the same dump, without
+//! The backup's compressor alone, stdin to stdout: `pgzip [LEVEL [THREADS [BLOCK_SIZE]]]`
+//! (defaults: 6, all cores, 512 KiB). `bench/run --engines` uses it to compare deflate engines on the same dump, without
 //! pg_dump or the upload in the measurement.
 
 use std::io::{stdin, stdout, BufWriter};
@@ -19,13 +19,18 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|_| format!("bad thread count {threads:?}"))?;
         }
-        if args.len() > 2 {
+        if let Some(size) = args.get(2) {
+            opts.block_size = size
+                .parse()
+                .map_err(|_| format!("bad block size {size:?}"))?;
+        }
+        if args.len() > 3 {
             return Err("too many arguments".into());
         }
         Ok(())
     })();
     if let Err(e) = parsed {
-        eprintln!("pgzip: {e}; usage: pgzip [LEVEL [THREADS]] < in > out.gz");
+        eprintln!("pgzip: {e}; usage: pgzip [LEVEL [THREADS [BLOCK_SIZE]]] < in > out.gz");
         return ExitCode::from(2);
     }
     match compress(stdin(), BufWriter::new(stdout()), &opts) {

@@ -1,15 +1,30 @@
 //! Parallel gzip (pigz-style): owns turning one byte stream into one single-member gzip stream on worker threads; not I/O policy (buffering, retries, progress, async), which stays with the caller's `Read`/`Write`.
 //!
 //! Layout of the work: the calling thread reads `block_size` blocks from the
-//! input and hands each one, with a copy of the 32 KiB that precede it, to a
-//! pool of workers. Each worker raw-deflates its block primed with that
-//! dictionary (deflate back-references reach at most 32 KiB back, so the
-//! dictionary makes the result as good as one continuous deflate stream, minus
-//! the block boundary), and ends it with a sync flush so the pieces concatenate
-//! on byte boundaries into ONE deflate stream. A writer thread writes the
-//! pieces in order between one gzip header and one trailer. One member matters:
-//! some decoders (flate2's `GzDecoder`, for one) stop after the first member
-//! and would silently drop everything after it.
+//! input and hands them to a pool of workers. Each worker raw-deflates its
+//! block on its own with libdeflate, then ([`chain::unfinish`]) clears the
+//! final-block bit and ends it with a sync flush, so the pieces concatenate on
+//! byte boundaries into ONE deflate stream. A writer thread writes the pieces
+//! in order between one gzip header and one trailer. One member matters: some
+//! decoders (flate2's `GzDecoder`, for one) stop after the first member and
+//! would silently drop everything after it.
+//!
+//! Why libdeflate and not zlib-rs through flate2, and why blocks carry no
+//! dictionary. Measured on the benchmark's 700 MB pg_dump at level 6, one
+//! thread, file to /dev/null, 5 interleaved runs each (this VM's speed drifts
+//! 10-20% between runs, so only side-by-side runs compare):
+//!
+//! | compressor                                          | CPU s avg (min) | vs gzip -6 size |
+//! |-----------------------------------------------------|-----------------|-----------------|
+//! | zlib-rs, 512 KiB blocks primed with 32 KiB (before) | 5.56 (5.51)     | 0.976           |
+//! | libdeflate, independent 512 KiB blocks, chained     | 4.96 (4.78)     | 0.943           |
+//!
+//! `bench/run --engines` repeats the comparison with gzip, libdeflate's own
+//! whole-file gzip and ISA-L (BENCHMARKS.md). Walking each block to chain it
+//! is ~6% of the chained compressor's CPU (perf). libdeflate has no streaming
+//! API and no preset dictionary, so every block starts with an empty window;
+//! that costs 0.6% in size against one call over the whole dump, far less
+//! than libdeflate's better matching gains.
 //!
 //! `compress` blocks the calling thread until the input is done; from async
 //! code run it on a blocking thread.
@@ -20,32 +35,26 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 
-/// Deflate's window: no back-reference reaches further than this, so it is
-/// all the history a block needs from the blocks before it.
-const WINDOW: usize = 32 * 1024;
+mod chain;
 
-/// Default block size. Measured on 200 MB of synthetic pg_dump text (COPY
-/// rows of ids, timestamps, words, small JSON), level 6, 2 threads, 2-core VM,
-/// file to file, median of 3 (gzip: 2 runs):
+/// Default block size. Measured with `examples/pgzip 6 2 BLOCK_SIZE` on the
+/// benchmark's 700 MB plain pg_dump (bench/run), 2-core VM, file to
+/// /dev/null, two rounds (the VM's speed drifts by 10-20% between runs):
 ///
-/// | compressor           | wall s | size bytes | vs gzip -6 |
-/// |----------------------|--------|------------|------------|
-/// | gzip -6              | 10.15  | 58,259,270 | 1.000      |
-/// | pigz -6 -p 2 (128K)  |  4.32  | 58,358,435 | 1.0017     |
-/// | ours, 128 KiB blocks |  2.08  | 57,400,095 | 0.9853     |
-/// | ours, 256 KiB blocks |  2.01  | 57,366,016 | 0.9847     |
-/// | ours, 512 KiB blocks |  1.99  | 57,348,229 | 0.9844     |
-/// | ours, 1 MiB blocks   |  2.09  | 57,346,996 | 0.9843     |
-/// | ours, 1 thread, 256K |  4.08  | 57,366,016 | 0.9847     |
+/// | block     | wall s      | compressed bytes | vs gzip -6 |
+/// |-----------|-------------|------------------|------------|
+/// | 128 KiB   | 3.48, 3.49  | 73,620,343       | 0.961      |
+/// | 256 KiB   | 3.29, 3.14  | 72,669,533       | 0.949      |
+/// | 512 KiB   | 3.13, 3.09  | 72,242,478       | 0.943      |
+/// | 1 MiB     | 3.12, 2.86  | 72,029,921       | 0.941      |
+/// | 2 MiB     | 3.10, 2.75  | 71,906,935       | 0.939      |
 ///
-/// (Times above are from a build that reused one `Compress` per worker.
-/// The final code, re-measured in one quiet run: 512 KiB 2.15 s, 256 KiB
-/// 2.15 s, gzip -6 9.87 s, pigz -6 -p 2 4.53 s; sizes unchanged.)
-///
-/// Time is flat from 256 KiB up and size gains flatten; 512 KiB is the best
-/// of both, and 5 blocks in flight with 2 threads is still only ~3.5 MB.
+/// Every block starts with an empty window, so bigger blocks compress a
+/// little better; past 512 KiB the gain is under 0.5%, while the memory in
+/// flight (`max_blocks_in_flight` blocks: 5 with 2 threads, 129 with 64)
+/// doubles with each step. 512 KiB keeps it at ~3 MB on 2 cores.
 pub const DEFAULT_BLOCK_SIZE: usize = 512 * 1024;
 
 /// gzip header: magic, CM=deflate, no flags, MTIME=0 (reproducible output),
@@ -155,8 +164,6 @@ struct Shared {
     abort: AtomicBool,
     /// Input buffers handed back by workers for the reader to refill.
     input_bufs: Pool,
-    /// Dictionary buffers handed back by workers.
-    dict_bufs: Pool,
     /// Output buffers handed back by the writer for workers to refill.
     output_bufs: Pool,
 }
@@ -196,8 +203,6 @@ struct Job {
     /// `data[..len]` is the input; the rest is reusable, already initialised space.
     data: Vec<u8>,
     len: usize,
-    /// Up to the last 32 KiB of input before this block.
-    dict: Vec<u8>,
     last: bool,
     result: SyncSender<io::Result<Done>>,
 }
@@ -221,7 +226,6 @@ fn read_blocks<R: Read>(
     shared: &Shared,
     block_size: usize,
 ) -> io::Result<()> {
-    let mut window = Vec::with_capacity(WINDOW);
     while !shared.aborted() {
         let mut data = shared.input_bufs.take();
         // Only grows a fresh buffer; a recycled one keeps its length, so no
@@ -235,15 +239,10 @@ fn read_blocks<R: Read>(
             }
         };
         let last = len < block_size;
-        let mut dict = shared.dict_bufs.take();
-        dict.clear();
-        dict.extend_from_slice(&window);
-        slide_window(&mut window, &data[..len]);
         let (result, result_rx) = sync_channel(1);
         let job = Job {
             data,
             len,
-            dict,
             last,
             result,
         };
@@ -268,20 +267,14 @@ fn fill<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(len)
 }
 
-/// Keeps the last `WINDOW` bytes of everything seen so far.
-fn slide_window(window: &mut Vec<u8>, block: &[u8]) {
-    if block.len() >= WINDOW {
-        window.clear();
-        window.extend_from_slice(&block[block.len() - WINDOW..]);
-    } else {
-        window.extend_from_slice(block);
-        let excess = window.len().saturating_sub(WINDOW);
-        window.drain(..excess);
-    }
-}
-
 /// A compression worker: takes blocks until the reader closes the queue.
 fn worker(jobs: &Mutex<Receiver<Job>>, shared: &Shared, level: u32) {
+    let mut deflater = match Deflater::new(level) {
+        Ok(d) => d,
+        // Unreachable after `validate`; dropping out leaves the queue to the
+        // other workers, or, if none is left, the reader and writer notice.
+        Err(_) => return,
+    };
     loop {
         // The lock is held while waiting so that exactly one idle worker
         // waits on the channel; the others wait on the lock.
@@ -294,20 +287,19 @@ fn worker(jobs: &Mutex<Receiver<Job>>, shared: &Shared, level: u32) {
         if shared.aborted() {
             continue;
         }
-        let done = compress_job(level, &job, shared);
+        let done = compress_job(&mut deflater, &job, shared);
         // A failed send means the writer has stopped; nothing to do.
         let _ = job.result.send(done);
         shared.input_bufs.give(job.data);
-        shared.dict_bufs.give(job.dict);
     }
 }
 
-fn compress_job(level: u32, job: &Job, shared: &Shared) -> io::Result<Done> {
+fn compress_job(deflater: &mut Deflater, job: &Job, shared: &Shared) -> io::Result<Done> {
     let block = &job.data[..job.len];
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);
     let mut deflated = shared.output_bufs.take();
-    deflate_block(level, &job.dict, block, job.last, &mut deflated)?;
+    deflater.deflate_block(block, job.last, &mut deflated)?;
     Ok(Done {
         deflated,
         raw_len: job.len,
@@ -316,57 +308,50 @@ fn compress_job(level: u32, job: &Job, shared: &Shared) -> io::Result<Done> {
     })
 }
 
-/// Raw-deflates `block` into `out` (cleared first), primed with `dict`.
-/// Non-final blocks end with a sync flush: all input emitted and the stream
-/// byte-aligned (an empty stored block), so the next block's deflate data can
-/// simply follow. The final block ends with Finish, which sets BFINAL.
-///
-/// A fresh `Compress` per block rather than one reused with `reset()`: with
-/// zlib-rs 0.6, `reset()` leaves the old window bytes in place and the match
-/// finder peeks at them (still correct output, but it then depends on which
-/// block that worker compressed before, i.e. on thread timing). A fresh,
-/// zeroed state costs ~10 µs per block, lost in the noise of deflating it,
-/// and makes the output byte-for-byte reproducible for any thread count.
-fn deflate_block(
-    level: u32,
-    dict: &[u8],
-    block: &[u8],
-    last: bool,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    let fail = |e: flate2::CompressError| io::Error::other(format!("deflating gzip block: {e}"));
-    let mut deflate = Compress::new(Compression::new(level), false);
-    if !dict.is_empty() {
-        deflate.set_dictionary(dict).map_err(fail)?;
+/// One worker's libdeflate compressor and its scratch output buffer.
+struct Deflater {
+    compressor: Compressor,
+    /// Kept at the largest bound seen, so it is zeroed once, not per block.
+    scratch: Vec<u8>,
+}
+
+impl Deflater {
+    fn new(level: u32) -> io::Result<Deflater> {
+        let level = i32::try_from(level)
+            .ok()
+            .and_then(|l| CompressionLvl::new(l).ok())
+            .ok_or_else(|| io::Error::other(format!("gzip level {level} is not supported")))?;
+        Ok(Deflater {
+            compressor: Compressor::new(level),
+            scratch: Vec::new(),
+        })
     }
-    out.clear();
-    // Deflate output barely exceeds its input even for incompressible data;
-    // the loop below grows the buffer if it ever does.
-    out.reserve(block.len() + block.len() / 64 + 64);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let start = deflate.total_in();
-    loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(out.capacity() / 2 + 64);
+
+    /// Raw-deflates `block` into `out` (replacing its contents). A non-final
+    /// block is made continuable ([`chain::unfinish`]): it ends on a byte
+    /// boundary with BFINAL unset, so the next block's deflate data can simply
+    /// follow. The final block keeps BFINAL. libdeflate keeps no state between
+    /// calls, so the output depends on the block alone, not on which worker
+    /// compressed what before: backups are byte-for-byte reproducible for any
+    /// thread count.
+    fn deflate_block(&mut self, block: &[u8], last: bool, out: &mut Vec<u8>) -> io::Result<()> {
+        let bound = self.compressor.deflate_compress_bound(block.len());
+        if self.scratch.len() < bound {
+            self.scratch.resize(bound, 0);
         }
-        let consumed = (deflate.total_in() - start) as usize;
-        let status = deflate
-            .compress_vec(&block[consumed..], out, flush)
-            .map_err(fail)?;
-        let all_in = (deflate.total_in() - start) as usize == block.len();
-        // zlib's rule: a flush is complete once a call returns with output
-        // space left over; Finish reports StreamEnd instead.
-        let complete = match status {
-            Status::StreamEnd => true,
-            Status::Ok | Status::BufError => !last && all_in && out.len() < out.capacity(),
-        };
-        if complete {
-            return Ok(());
+        let n = self
+            .compressor
+            .deflate_compress(block, &mut self.scratch)
+            .map_err(|e| io::Error::other(format!("deflating gzip block: {e}")))?;
+        out.clear();
+        // Room for the sync flush too.
+        out.reserve(n + 5);
+        out.extend_from_slice(&self.scratch[..n]);
+        if !last {
+            chain::unfinish(out)
+                .map_err(|e| io::Error::other(format!("chaining gzip blocks: {e}")))?;
         }
+        Ok(())
     }
 }
 
@@ -450,7 +435,7 @@ fn trailer(stats: &GzipStats) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::{read::GzDecoder, Decompress, FlushDecompress};
+    use flate2::{read::GzDecoder, Decompress, FlushDecompress, Status};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::process::{Command, Stdio};
@@ -597,9 +582,9 @@ mod tests {
         }
     }
 
-    /// Blocks smaller than the 32 KiB window make the dictionary span
-    /// several earlier blocks; one block larger than the input is the
-    /// no-parallelism case.
+    /// Tiny blocks (libdeflate picks fixed Huffman codes for some), blocks
+    /// just over deflate's 32 KiB window, and one block larger than the input
+    /// (the no-parallelism case).
     #[test]
     fn round_trips_odd_block_sizes() {
         let data = text_bytes(150_000);
@@ -680,8 +665,8 @@ mod tests {
     /// Same bytes whatever the thread count or timing: reproducible backups.
     #[test]
     fn output_does_not_depend_on_thread_count() {
-        // Short random "words": many near-miss matches, which is where a
-        // reused zlib-rs state showed through.
+        // Short random "words": many near-miss matches, which is where state
+        // carried over from a worker's previous block would show through.
         let mut data = vec![0; 20 * BS + 99];
         Endless(5, Arc::default()).read_exact(&mut data).unwrap();
         let (one, _) = gzip(&data, &opts(1));
@@ -690,22 +675,6 @@ mod tests {
                 assert!(gzip(&data, &opts(threads)).0 == one, "threads {threads}");
             }
         }
-    }
-
-    /// Blocks are primed with the previous 32 KiB: data repeating every
-    /// 20 KiB costs about one period in total. Without the dictionary every
-    /// 64 KiB block would pay a full period of literals (40 x 20 KiB).
-    #[test]
-    fn blocks_use_the_previous_window_as_dictionary() {
-        let period = random_bytes(20 * 1024, 1);
-        let data: Vec<u8> = period.iter().copied().cycle().take(40 * BS).collect();
-        let (gz, _) = gzip(&data, &opts(2));
-        assert!(
-            gz.len() < 4 * period.len(),
-            "compressed to {} bytes",
-            gz.len()
-        );
-        assert!(flate2_decode(&gz) == data);
     }
 
     /// One write per compressed block (plus header and trailer): large
