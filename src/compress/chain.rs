@@ -614,4 +614,32 @@ mod tests {
         unfinish(&mut not_final).unwrap();
         assert!(final_block(&not_final).is_err(), "no final block");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the bytes, walking them ends in a result, never a panic or a hang: a
+            /// worker that died would fail the backup less clearly.
+            #[test]
+            fn any_bytes_give_a_result(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+                let _ = final_block(&data);
+            }
+
+            /// Any data, at any level, chained after any other: decodes to both, in order.
+            #[test]
+            fn any_two_streams_chain(
+                a in proptest::collection::vec(any::<u8>(), 0..3000),
+                b in proptest::collection::vec(0u8..4, 0..3000),
+                level in 0i32..=12,
+            ) {
+                let mut first = deflate(level, &a);
+                unfinish(&mut first).unwrap();
+                first.extend_from_slice(&deflate(level, &b));
+                let expected = [a, b].concat();
+                prop_assert!(inflate(&first, expected.len()) == expected);
+            }
+        }
+    }
 }
