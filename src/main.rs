@@ -67,8 +67,8 @@ fn clap_one_line(e: &clap::Error) -> String {
 /// - mmap threshold 1 MiB: glibc raises the threshold after the first large buffer is freed, so
 ///   later part buffers (5 MiB and more) would come from per-thread arenas that keep the memory
 ///   (measured 62-70 MiB peak instead of 50 MiB on a 160 MiB stream). Fixed, they stay mmapped
-///   and go back to the OS on free. Below 1 MiB (each block's deflate state and output) the heap
-///   reuses memory instead of mapping and faulting it in again for every 512 KiB block.
+///   and go back to the OS on free. Below 1 MiB (block buffers, each worker's compressor state)
+///   the heap reuses memory instead of mapping and faulting it in again.
 /// - trim threshold 16 MiB: freed heap memory is kept for the next block instead of being
 ///   returned and faulted back in.
 ///
