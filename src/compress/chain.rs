@@ -104,7 +104,8 @@ const DIST_EXTRA: [u8; 30] = [
 /// match": every step looks a distance code up too, and skips its bits only for a match.
 fn symbols(bits: &mut Bits, litlen: &Huffman, dist: &Huffman) -> Result<()> {
     // The bit reader's state lives in locals here, so that it stays in registers; it goes
-    // back to `bits` around the rare paths.
+    // back to `bits` around the rare paths. (A copied `Bits` used through its methods, with a
+    // cold out-of-line refill, measured ~50% slower: LLVM kept it in memory.)
     let data = bits.data;
     let (mut buf, mut count, mut next) = (bits.buf, bits.count, bits.next);
     let mask = (1u64 << FAST_BITS) - 1;
