@@ -437,19 +437,15 @@ async fn claim_key(
                 })
             }
             Err(e) if s3::lost_condition(&e) => id = id.next_seq(),
-            // The lock is a safeguard, not the backup: without it only a backup started in
-            // this same second could collide, and HeadObject already checked the key.
-            Err(e) if s3::is_denied(&e) || s3::is_not_implemented(&e) => {
-                let err = s3::describe("PutObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
-                eprintln!("warning: {err}; backing up without a lock, so a backup started in this same second could take the same key");
-                return Ok(Claim { key, lock: None });
-            }
             Err(e) => {
-                return Err(s3::describe(
-                    "PutObject (lock)",
-                    &format!("s3://{bucket}/{lock}"),
-                    &e,
-                ))
+                let err = s3::describe("PutObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
+                // The lock is a safeguard, not the backup: without it only a backup started in
+                // this same second could collide, and HeadObject already checked the key.
+                if s3::is_denied(&e) || s3::is_not_implemented(&e) {
+                    eprintln!("warning: {err}; backing up without a lock, so a backup started in this same second could take the same key");
+                    return Ok(Claim { key, lock: None });
+                }
+                return Err(err);
             }
         }
     }
