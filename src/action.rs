@@ -1,8 +1,9 @@
 //! GitHub Actions I/O: the action's inputs (`INPUT_*`) turned into the same flags the CLI takes,
-//! secret masks before any other output, `::group::` and `::error::` lines, outputs in
-//! `$GITHUB_OUTPUT` and a Markdown job summary. Nothing here runs outside Actions.
+//! secret masks before any other output, outputs in `$GITHUB_OUTPUT` and a Markdown job summary.
+//! The lines themselves are printed by `output`. Nothing here runs outside Actions.
 
 use crate::error::usage;
+use crate::output;
 use anyhow::{Context, Result};
 use std::io::Write;
 
@@ -69,9 +70,13 @@ const SECRET_ENV: &[&str] = &[
     "PGPASSWORD",
 ];
 
+/// Flags and variables that hold a database connection string (and so maybe a password).
+const CONN_FLAGS: &[&str] = &["--database-url", "--target-url", "--restore-check"];
+const CONN_ENV: &[&str] = &["DATABASE_URL", "TARGET_DATABASE_URL"];
+
 /// True when running inside a GitHub Actions job.
 pub fn in_actions() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+    output::in_actions()
 }
 
 /// The runner's variable for an input: uppercased, spaces to underscores, hyphens kept.
@@ -113,77 +118,53 @@ pub fn with_inputs(mut args: Vec<String>) -> Result<Vec<String>> {
     Ok(args)
 }
 
-/// Masks every secret known at start, before anything else is printed: the database password
-/// (from `--database-url`, the input, or DATABASE_URL / PGPASSWORD) and the secret environment
-/// variables. Secrets obtained later (ID tokens, STS credentials) are masked when they arrive.
+/// Masks every secret known at start, before anything else is printed and before anything is
+/// parsed: the password of every connection string among the arguments, the inputs and the
+/// environment (read leniently, so that a URL that will fail to parse is masked too), and the
+/// secret environment variables. Secrets obtained later (ID tokens, STS credentials) are masked
+/// when they arrive.
 pub fn mask_known_secrets(args: &[String]) {
     if !in_actions() {
         return;
     }
-    let from_args =
-        args.iter()
-            .enumerate()
-            .find_map(|(i, a)| match a.strip_prefix("--database-url") {
-                Some("") => args.get(i + 1).cloned(),
-                Some(rest) => rest.strip_prefix('=').map(String::from),
-                None => None,
-            });
-    let urls = [
-        from_args,
-        std::env::var(input_var("database-url")).ok(),
-        std::env::var("DATABASE_URL").ok(),
-    ];
-    for url in urls.iter().flatten() {
-        if let Ok(info) = crate::source::conninfo::ConnInfo::parse(Some(url)) {
-            info.password().map(mask);
+    let mut conns: Vec<String> = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        for flag in CONN_FLAGS {
+            match arg.strip_prefix(flag) {
+                Some("") => conns.extend(args.get(i + 1).cloned()),
+                Some(rest) if rest.starts_with('=') => conns.push(rest[1..].to_string()),
+                _ => {}
+            }
+        }
+    }
+    conns.extend(CONN_ENV.iter().filter_map(|v| std::env::var(v).ok()));
+    conns.extend(std::env::var(input_var("database-url")).ok());
+    for conn in &conns {
+        for secret in crate::source::conninfo::password_candidates(conn) {
+            output::mask(&secret);
         }
     }
     for var in SECRET_ENV {
         if let Ok(v) = std::env::var(var) {
-            mask(&v);
+            output::mask(&v);
         }
     }
 }
 
-/// Asks the runner to mask `secret` in every log line from now on (`::add-mask::`). A no-op
-/// outside Actions and for empty values.
+/// Asks the runner to mask `secret` (see [`output::mask`]).
 pub fn mask(secret: &str) {
-    if in_actions() && !secret.trim().is_empty() {
-        // The runner masks each line of a multi-line value separately.
-        for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-            println!("::add-mask::{line}");
-        }
-    }
+    output::mask(secret);
 }
 
-/// Starts a collapsible log group; ends the previous one.
-pub fn group(title: &str) {
-    if in_actions() {
-        println!("::endgroup::");
-        println!("::group::{title}");
-    }
-}
-
-pub fn end_group() {
-    if in_actions() {
-        println!("::endgroup::");
-    }
-}
-
-/// An `::error::` annotation with the one-line cause and fix.
+/// The run failed: the error line (and annotation), and a job summary saying so.
 pub fn error(message: &str) {
+    output::error(message);
     if in_actions() {
-        println!("::endgroup::");
-        println!("::error::{}", escape(message));
-        let _ = write_summary(&format!("### PostgreSQL backup failed\n\n{message}\n"));
+        let _ = write_summary(&format!(
+            "### PostgreSQL backup failed\n\n{}\n",
+            output::markdown_code(message, false)
+        ));
     }
-}
-
-/// Workflow-command data escaping (`%`, CR, LF).
-fn escape(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 /// Appends `name=value` pairs to `$GITHUB_OUTPUT` in the multi-line delimiter form, which is
@@ -194,7 +175,7 @@ pub fn write_outputs(pairs: &[(&str, String)]) -> Result<()> {
     };
     let mut text = String::new();
     for (name, value) in pairs {
-        let mut delimiter = format!("ghadelimiter_{}", unique_suffix());
+        let mut delimiter = format!("ghadelimiter_{}", random_token());
         while value.contains(&delimiter) {
             delimiter.push('_');
         }
@@ -219,11 +200,25 @@ fn append(path: &str, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
-fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:x}{:x}", nanos, std::process::id())
+/// 128 random bits as hex, for output delimiters no value can predict.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Never expected on Linux; a per-process random hasher seed is the fallback.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -237,7 +232,9 @@ mod tests {
     }
 
     #[test]
-    fn escaping_keeps_annotations_on_one_line() {
-        assert_eq!(escape("50% done\r\nnext"), "50%25 done%0D%0Anext");
+    fn random_tokens_differ() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
     }
 }

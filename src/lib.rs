@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod auth;
+pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod compress;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod layout;
+pub mod output;
 pub mod progress;
 pub mod retention;
 pub mod s3;

@@ -11,7 +11,6 @@ fn main() {
         Err(err) => {
             let line = error::one_line(&err);
             action::error(&line);
-            eprintln!("error: {line}");
             error::exit_code(&err)
         }
     };

@@ -1,5 +1,6 @@
-//! Progress on stderr while a backup runs: a progress bar on a terminal, otherwise one line
-//! every 10 seconds (CI logs). Counts are shared atomics updated by the pipeline's stages.
+//! Progress on stderr while a backup runs: a progress bar on a terminal (registered with
+//! `output`, so messages print above it instead of through it), otherwise one line every 10
+//! seconds (CI logs). Counts are shared atomics updated by the pipeline's stages.
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -57,7 +58,7 @@ impl Counters {
 /// Reports until dropped.
 pub struct Reporter {
     task: tokio::task::JoinHandle<()>,
-    bar: Option<ProgressBar>,
+    bar: bool,
 }
 
 impl Reporter {
@@ -70,6 +71,7 @@ impl Reporter {
                     .expect("valid template"),
             );
             let b = bar.clone();
+            crate::output::set_bar(bar);
             let task = tokio::spawn(async move {
                 loop {
                     b.set_message(counters.line(started.elapsed()));
@@ -77,18 +79,18 @@ impl Reporter {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
-            Self {
-                task,
-                bar: Some(bar),
-            }
+            Self { task, bar: true }
         } else {
             let task = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LINE_INTERVAL).await;
-                    eprintln!("progress: {}", counters.line(started.elapsed()));
+                    crate::output::note(format_args!(
+                        "progress: {}",
+                        counters.line(started.elapsed())
+                    ));
                 }
             });
-            Self { task, bar: None }
+            Self { task, bar: false }
         }
     }
 }
@@ -96,8 +98,8 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.task.abort();
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if self.bar {
+            crate::output::clear_bar();
         }
     }
 }

@@ -273,7 +273,7 @@ impl Uploader {
     async fn replace_metadata(&self, metadata: HashMap<String, String>) -> bool {
         let s = &self.spec;
         if self.counters.compressed() > MAX_COPY_SIZE {
-            eprintln!("warning: {} is larger than 5 GiB, so its sha256 and raw-size metadata were not attached (CopyObject limit)", s.uri());
+            crate::output::warn(format_args!("{} is larger than 5 GiB, so its sha256 and raw-size metadata were not attached (CopyObject limit)", s.uri()));
             return false;
         }
         let source = format!(
@@ -301,7 +301,7 @@ impl Uploader {
             Ok(_) => true,
             Err(e) => {
                 let err = describe("CopyObject (to attach sha256 metadata)", &s.uri(), &e);
-                eprintln!("warning: the backup is complete, but {err}; grant s3:GetObject on the prefix to record it");
+                crate::output::warn(format_args!("the backup is complete, but {err}; grant s3:GetObject on the prefix to record it"));
                 false
             }
         }

@@ -160,8 +160,8 @@ async fn runs_as_the_runner_runs_the_container_action() {
         out.stdout, out.stderr
     );
 
-    // Masks first: nothing precedes them.
-    let lines: Vec<&str> = out.stdout.lines().collect();
+    // Masks first, on stderr: nothing precedes them. stdout holds no workflow command at all.
+    let lines: Vec<&str> = out.stderr.lines().collect();
     let first_other = lines
         .iter()
         .position(|l| !l.starts_with("::add-mask::"))
@@ -170,10 +170,15 @@ async fn runs_as_the_runner_runs_the_container_action() {
         assert!(
             lines[..first_other].contains(&format!("::add-mask::{secret}").as_str()),
             "{secret} not masked first:\n{}",
-            out.stdout
+            out.stderr
         );
     }
-    assert!(out.stdout.contains("::group::Preflight"), "{}", out.stdout);
+    assert!(out.stderr.contains("::group::Preflight"), "{}", out.stderr);
+    assert!(
+        !out.stdout.lines().any(|l| l.trim_start().starts_with("::")),
+        "a workflow command on stdout:\n{}",
+        out.stdout
+    );
 
     // Every declared output is written, and parses under GitHub's rules.
     let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
@@ -230,13 +235,13 @@ async fn runs_as_the_runner_runs_the_container_action() {
     let output_file = std::fs::read_to_string(&runner.output).unwrap();
     for secret in &secrets {
         for (what, text) in [
-            ("stderr", &out.stderr),
+            ("stdout", &out.stdout),
             ("outputs", &output_file),
             ("summary", &summary),
         ] {
             assert!(!text.contains(secret.as_str()), "secret in {what}");
         }
-        for line in out.stdout.lines().filter(|l| l.contains(secret.as_str())) {
+        for line in out.stderr.lines().filter(|l| l.contains(secret.as_str())) {
             assert_eq!(line, format!("::add-mask::{secret}"));
         }
         assert!(
@@ -257,7 +262,7 @@ async fn a_bad_input_fails_with_an_error_annotation_and_changes_nothing() {
     let out = runner.run(&with, &[]);
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     let annotation = out
-        .stdout
+        .stderr
         .lines()
         .find(|l| l.starts_with("::error::"))
         .expect("an ::error:: line");
@@ -266,11 +271,12 @@ async fn a_bad_input_fails_with_an_error_annotation_and_changes_nothing() {
         "{annotation}"
     );
     assert!(
-        out.stdout.starts_with("::add-mask::hunter2secret\n"),
+        out.stderr.starts_with("::add-mask::hunter2secret\n"),
         "{}",
-        out.stdout
+        out.stderr
     );
-    assert!(!out.stderr.contains("hunter2secret"));
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert_eq!(out.stderr.matches("hunter2secret").count(), 1);
     let summary = std::fs::read_to_string(&runner.summary).unwrap_or_default();
     assert!(
         summary.contains("failed") && summary.contains("My_Bucket"),
@@ -289,10 +295,10 @@ async fn a_bad_input_fails_with_an_error_annotation_and_changes_nothing() {
     );
     assert_eq!(out.code, 2);
     assert!(
-        out.stdout
+        out.stderr
             .contains("::error::input `force-path-style` is `yes`: use true or false"),
         "{}",
-        out.stdout
+        out.stderr
     );
 }
 

@@ -101,11 +101,11 @@ fn assert_no_secrets(out: &Done, fake: &FakeGitHub) {
     secrets.push(fake.request_token.clone());
     for secret in &secrets {
         assert!(
-            !out.stderr.contains(secret.as_str()),
-            "secret in stderr: {}",
-            out.stderr
+            !out.stdout.contains(secret.as_str()),
+            "secret in stdout: {}",
+            out.stdout
         );
-        for line in out.stdout.lines().filter(|l| l.contains(secret.as_str())) {
+        for line in out.stderr.lines().filter(|l| l.contains(secret.as_str())) {
             assert_eq!(
                 line,
                 format!("::add-mask::{secret}"),
@@ -115,7 +115,7 @@ fn assert_no_secrets(out: &Done, fake: &FakeGitHub) {
     }
     // Secrets known at start are masked before any other output; ID tokens fetched later are
     // masked the moment they arrive, and appear nowhere else (checked above).
-    let lines: Vec<&str> = out.stdout.lines().collect();
+    let lines: Vec<&str> = out.stderr.lines().collect();
     let first_other = lines
         .iter()
         .position(|l| !l.starts_with("::add-mask::"))
@@ -125,7 +125,7 @@ fn assert_no_secrets(out: &Done, fake: &FakeGitHub) {
         assert!(
             lines[..first_other].contains(&mask.as_str()),
             "{known} not masked first:\n{}",
-            out.stdout
+            out.stderr
         );
     }
 }

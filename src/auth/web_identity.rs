@@ -160,12 +160,12 @@ impl WebIdentityProvider {
         action::mask(&creds.session_token);
         let expires = SystemTime::try_from(creds.expiration)
             .unwrap_or_else(|_| SystemTime::now() + self.duration);
-        eprintln!(
+        crate::output::note(format_args!(
             "assumed role {} (session {}); credentials valid until {}",
             self.role,
             self.session_name,
             chrono::DateTime::<chrono::Utc>::from(expires).format("%Y-%m-%dT%H:%M:%SZ")
-        );
+        ));
         Ok(Credentials::new(
             creds.access_key_id,
             creds.secret_access_key,

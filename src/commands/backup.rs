@@ -9,6 +9,7 @@ use crate::compress::{self, GzipOptions};
 use crate::config::{BackupConfig, ObjectOptions, S3Config};
 use crate::error::Interrupted;
 use crate::layout::BackupId;
+use crate::output;
 use crate::progress::{Counters, Reporter};
 use crate::signals::Signals;
 use crate::source::pg_dump::{self, PgDump};
@@ -102,7 +103,7 @@ async fn retain(
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<store::Denied>()) {
             Some(denied) => {
                 let why = format!("retention was skipped: {denied}");
-                eprintln!("warning: the backup is complete, but {why}");
+                output::warn(format_args!("the backup is complete, but {why}"));
                 Ok(Some(prune::Report {
                     skipped: Some(why),
                     ..prune::Report::default()
@@ -116,7 +117,7 @@ async fn retain(
 pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
     let started = Instant::now();
-    action::group("Preflight: PostgreSQL, pg_dump, S3");
+    output::group("Preflight: PostgreSQL, pg_dump, S3");
     let server = preflight::check(&cfg.conn).await?;
     let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
     let client = s3::client(&cfg.s3).await?;
@@ -139,15 +140,15 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
         cfg.upload.concurrency,
         counters.clone(),
     );
-    eprintln!(
+    output::note(format_args!(
         "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}",
         server.database,
         HumanBytes(server.size_bytes.max(0) as u64),
         server.version_text,
         dump.version_text,
         uploader.uri()
-    );
-    action::group("Dump, compress, upload");
+    ));
+    output::group("Dump, compress, upload");
     let reporter = Reporter::start(counters.clone());
     let result = tokio::select! {
         r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
@@ -156,25 +157,25 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     drop(reporter);
     if result.is_err() {
         if let Err(abort_err) = uploader.abort().await {
-            eprintln!("warning: {abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`");
+            output::warn(format_args!("{abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`"));
         }
     }
     release(&client, &cfg.s3.bucket, &claim).await;
     let (sha256, metadata_complete) = result?;
     let size = counters.compressed();
     let verified = if cfg.verify {
-        action::group("Verify");
+        output::group("Verify");
         let line = crate::commands::verify::verify_key(&client, &cfg.s3, &key).await?;
-        eprintln!("{line}");
+        output::note(&line);
         true
     } else {
         false
     };
     if !cfg.retention.is_empty() {
-        action::group("Retention");
+        output::group("Retention");
     }
     let retention = retain(&client, &cfg, &server.database, &key, size).await?;
-    action::end_group();
+    output::end_group();
     let outcome = Outcome {
         uri: uploader.uri(),
         key,
@@ -221,35 +222,38 @@ fn report_to_actions(o: &Outcome) -> Result<()> {
     action::write_summary(&summary_markdown(o))
 }
 
+/// The job summary. Every value from outside (names, keys, versions) goes through
+/// `output::markdown_code`, so a database or key name cannot add Markdown or HTML.
 fn summary_markdown(o: &Outcome) -> String {
+    let md = |s: &str| output::markdown_code(s, true);
     let ratio = if o.size == 0 {
         0.0
     } else {
         o.raw_size as f64 / o.size as f64
     };
     let rate = o.raw_size as f64 / o.duration_seconds.max(0.001) / 1e6;
-    let mut md = format!(
-        "### PostgreSQL backup of `{}` complete\n\n| | |\n|---|---|\n\
-         | Object | `{}` |\n\
+    let mut text = format!(
+        "### PostgreSQL backup of {} complete\n\n| | |\n|---|---|\n\
+         | Object | {} |\n\
          | Size | {} compressed from {} (ratio {ratio:.1}) |\n\
          | Duration | {:.1} s ({rate:.1} MB/s) |\n\
          | pg_dump | {} |\n\
-         | Server | PostgreSQL {} |\n\
-         | sha256 | `{}` |\n",
-        o.database,
-        o.uri,
+         | Server | {} |\n\
+         | sha256 | {} |\n",
+        output::markdown_code(&o.database, false),
+        md(&o.uri),
         HumanBytes(o.size),
         HumanBytes(o.raw_size),
         o.duration_seconds,
-        o.pg_dump_version,
-        o.server_version,
-        o.sha256
+        md(&o.pg_dump_version),
+        md(&format!("PostgreSQL {}", o.server_version)),
+        md(&o.sha256)
     );
     match &o.retention {
-        None => md.push_str("| Retention | not run |\n"),
+        None => text.push_str("| Retention | not run |\n"),
         Some(prune::Report {
             skipped: Some(why), ..
-        }) => md.push_str(&format!("| Retention | {why} |\n")),
+        }) => text.push_str(&format!("| Retention | {} |\n", md(why))),
         Some(r) => {
             let verb = if r.dry_run { "would delete" } else { "deleted" };
             let doomed: Vec<&str> = r
@@ -259,17 +263,17 @@ fn summary_markdown(o: &Outcome) -> String {
                 .filter(|d| !d.keep)
                 .map(|d| d.key.as_str())
                 .collect();
-            md.push_str(&format!(
+            text.push_str(&format!(
                 "| Retention | kept {}, {verb} {} |\n",
                 r.kept(),
                 doomed.len()
             ));
             for key in doomed {
-                md.push_str(&format!("| | {verb} `{key}` |\n"));
+                text.push_str(&format!("| | {verb} {} |\n", md(key)));
             }
         }
     }
-    md
+    text
 }
 
 /// Runs the stream to the point of a completed object; returns the sha256 and whether the
@@ -400,7 +404,7 @@ async fn claim_key(
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
             Err(e) if s3::is_denied(&e) => {
-                eprintln!("warning: s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix");
+                output::warn(format_args!("s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix"));
                 return Ok(Claim { key, lock: None });
             }
             Err(e) => {
@@ -442,7 +446,7 @@ async fn claim_key(
                 // The lock is a safeguard, not the backup: without it only a backup started in
                 // this same second could collide, and HeadObject already checked the key.
                 if s3::is_denied(&e) || s3::is_not_implemented(&e) {
-                    eprintln!("warning: {err}; backing up without a lock, so a backup started in this same second could take the same key");
+                    output::warn(format_args!("{err}; backing up without a lock, so a backup started in this same second could take the same key"));
                     return Ok(Claim { key, lock: None });
                 }
                 return Err(err);
@@ -461,9 +465,9 @@ async fn release(client: &aws_sdk_s3::Client, bucket: &str, claim: &Claim) {
     let Some(lock) = &claim.lock else { return };
     if let Err(e) = client.delete_object().bucket(bucket).key(lock).send().await {
         let err = s3::describe("DeleteObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
-        eprintln!(
-            "warning: {err}; the lock only reserved this backup's key and may be deleted by hand"
-        );
+        output::warn(format_args!(
+            "{err}; the lock only reserved this backup's key and may be deleted by hand"
+        ));
     }
 }
 
@@ -493,8 +497,7 @@ const ASCII_META: percent_encoding::AsciiSet = percent_encoding::CONTROLS.add(b'
 
 fn print_outcome(o: &Outcome, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(o)?);
-        return Ok(());
+        return output::json(o);
     }
     let ratio = if o.size == 0 {
         0.0
@@ -502,23 +505,29 @@ fn print_outcome(o: &Outcome, json: bool) -> Result<()> {
         o.raw_size as f64 / o.size as f64
     };
     let rate = o.raw_size as f64 / o.duration_seconds.max(0.001) / 1e6;
-    println!("backup complete: {}", o.uri);
-    println!(
+    output::data_line(format_args!("backup complete: {}", o.uri));
+    output::data_line(format_args!(
         "  database  {} (PostgreSQL {}), {}",
         o.database, o.server_version, o.pg_dump_version
-    );
-    println!(
+    ));
+    output::data_line(format_args!(
         "  size      {} compressed from {} (ratio {ratio:.1}), {} parts",
         HumanBytes(o.size),
         HumanBytes(o.raw_size),
         o.parts
-    );
-    println!("  duration  {:.1} s ({rate:.1} MB/s)", o.duration_seconds);
-    println!("  sha256    {}", o.sha256);
+    ));
+    output::data_line(format_args!(
+        "  duration  {:.1} s ({rate:.1} MB/s)",
+        o.duration_seconds
+    ));
+    output::data_line(format_args!("  sha256    {}", o.sha256));
     if let Some(kept) = o.kept_count {
-        println!("  retention kept {kept}, deleted {}", o.pruned_count);
+        output::data_line(format_args!(
+            "  retention kept {kept}, deleted {}",
+            o.pruned_count
+        ));
         for key in &o.pruned {
-            println!("            deleted {key}");
+            output::data_line(format_args!("            deleted {key}"));
         }
     }
     Ok(())

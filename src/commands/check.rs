@@ -8,7 +8,7 @@ use crate::config::{policy_from, S3Config};
 use crate::error::usage;
 use crate::layout::{BackupId, DumpFormat};
 use crate::retention::{Policy, Span};
-use crate::{s3, store};
+use crate::{output, s3, store};
 use anyhow::{bail, Result};
 use chrono::Utc;
 use serde::Serialize;
@@ -40,7 +40,10 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             max_age: &args.max_age,
             retention: &policy_from(&args.retention)?,
         });
-        print!("{def}");
+        // YAML, multi-line: each line made inert like any other data line.
+        for line in def.lines() {
+            output::data_line(line);
+        }
         return Ok(());
     }
     let client = s3::client(&cfg).await?;
@@ -69,12 +72,12 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             age_seconds,
             size: newest.size,
         };
-        println!("{}", serde_json::to_string(&fresh)?);
+        output::json(&fresh)?;
     } else {
-        println!(
+        output::data_line(format_args!(
             "{uri} is {age} old (within --max-age {})",
             args.max_age.trim()
-        );
+        ));
     }
     Ok(())
 }

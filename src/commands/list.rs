@@ -3,7 +3,7 @@
 
 use crate::cli::ListArgs;
 use crate::config::S3Config;
-use crate::{s3, store};
+use crate::{output, s3, store};
 use anyhow::Result;
 use chrono::Utc;
 use indicatif::{HumanBytes, HumanDuration};
@@ -37,27 +37,29 @@ pub async fn run(args: &ListArgs) -> Result<()> {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string(&rows)?);
-        return Ok(());
+        return output::json(&rows);
     }
     if rows.is_empty() {
-        eprintln!("no backups under s3://{}/{}", cfg.bucket, cfg.prefix);
+        output::note(format_args!(
+            "no backups under s3://{}/{}",
+            cfg.bucket, cfg.prefix
+        ));
         return Ok(());
     }
     let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(3).max(3);
-    println!(
+    output::data_line(format_args!(
         "{:width$}  {:20}  {:>14}  {:>10}",
         "KEY", "TIME", "AGE", "SIZE"
-    );
+    ));
     for r in &rows {
         let age = HumanDuration(std::time::Duration::from_secs(r.age_seconds.max(0) as u64));
-        println!(
+        output::data_line(format_args!(
             "{:width$}  {:20}  {:>14}  {:>10}",
             r.key,
             r.time,
             age.to_string(),
             HumanBytes(r.size).to_string()
-        );
+        ));
     }
     Ok(())
 }

@@ -108,8 +108,7 @@ pub fn run(args: &PolicyArgs) -> Result<()> {
             bucket_policy: bucket_policy(&statements, &trust),
         })?,
     };
-    println!("{text}");
-    Ok(())
+    crate::output::json_text(&text)
 }
 
 fn document(statement: Vec<Statement>) -> Document {

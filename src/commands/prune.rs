@@ -7,8 +7,8 @@ use crate::cli::PruneArgs;
 use crate::config::{policy_from, S3Config};
 use crate::error::usage;
 use crate::retention::{Backup, Decision, Policy};
-use crate::s3;
 use crate::store::{self, Aborted};
+use crate::{output, s3};
 use anyhow::{bail, Result};
 use chrono::Utc;
 use indicatif::HumanBytes;
@@ -82,7 +82,7 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
             Utc::now() - chrono::Duration::from_std(abort_after).unwrap_or(chrono::Duration::MAX);
         match store::abort_stale_uploads(&client, &cfg.bucket, &cfg.prefix, before).await? {
             Aborted::Done(keys) => report.aborted_uploads = keys,
-            Aborted::Unsupported => eprintln!(
+            Aborted::Unsupported => crate::output::note(
                 "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked"
             ),
         }
@@ -169,12 +169,11 @@ pub async fn prune(
 
 fn print_report(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
-        return Ok(());
+        return output::json(report);
     }
     for plan in &report.plans {
         let delete = plan.decisions.iter().filter(|d| !d.keep).count();
-        println!(
+        output::data_line(format_args!(
             "database {}: keep {}, {} {delete}",
             plan.database,
             plan.decisions.len() - delete,
@@ -183,36 +182,36 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
             } else {
                 "delete"
             }
-        );
+        ));
         let width = plan
             .decisions
             .iter()
             .map(|d| d.key.len())
             .max()
             .unwrap_or(3);
-        println!(
+        output::data_line(format_args!(
             "  {:width$}  {:20}  {:>10}  {:6}  REASONS",
             "KEY", "TIME", "SIZE", "ACTION"
-        );
+        ));
         for d in &plan.decisions {
-            println!(
+            output::data_line(format_args!(
                 "  {:width$}  {:20}  {:>10}  {:6}  {}",
                 d.key,
                 d.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 HumanBytes(d.size).to_string(),
                 if d.keep { "keep" } else { "delete" },
                 d.reasons.join(", ")
-            );
+            ));
         }
     }
     if report.plans.is_empty() {
-        println!("no backups to prune");
+        output::data_line(format_args!("no backups to prune"));
     }
     for key in &report.aborted_uploads {
-        println!("aborted stale multipart upload of {key}");
+        output::data_line(format_args!("aborted stale multipart upload of {key}"));
     }
     for key in &report.removed_locks {
-        println!("removed stale lock {key}");
+        output::data_line(format_args!("removed stale lock {key}"));
     }
     Ok(())
 }

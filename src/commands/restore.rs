@@ -10,7 +10,7 @@ use crate::error::usage;
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
 use crate::source::{pg_dump, preflight};
-use crate::{s3, store};
+use crate::{output, s3, store};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::process::Stdio;
@@ -33,21 +33,21 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             let mut stdout = tokio::io::stdout();
             let streamed = download::stream_into(opened, &mut stdout).await?;
             tokio::io::AsyncWriteExt::flush(&mut stdout).await?;
-            eprintln!(
+            output::note(format_args!(
                 "wrote {} bytes of s3://{}/{key} to stdout (sha256 {})",
                 streamed.raw_bytes, cfg.bucket, streamed.sha256
-            );
+            ));
         }
         Some(conn) => {
             let restored = restore_into(&client, &cfg, &key, &conn, args.force).await?;
-            println!(
+            output::data_line(format_args!(
                 "restored s3://{}/{key} into `{}`: {} tables, {} bytes of dump, sha256 {}",
                 cfg.bucket,
                 restored.database,
                 restored.tables,
                 restored.streamed.raw_bytes,
                 restored.streamed.sha256
-            );
+            ));
         }
     }
     Ok(())

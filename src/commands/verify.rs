@@ -2,6 +2,7 @@
 //! metadata, the gzip stream decodes fully (CRC and length), and the dump is complete (plain:
 //! pg_dump's completion trailer; custom: `pg_restore --list` reads it). Exit 0 good, 1 damaged.
 
+use crate::child::Stderr;
 use crate::cli::VerifyArgs;
 use crate::commands::restore::{check_selection, restore_into, select_key};
 use crate::config::S3Config;
@@ -24,13 +25,13 @@ pub async fn run(args: &VerifyArgs) -> Result<()> {
     let client = s3::client(&cfg).await?;
     let key = select_key(&client, &cfg, &args.which).await?;
     let line = verify_key(&client, &cfg, &key).await?;
-    println!("{line}");
+    crate::output::data_line(&line);
     if let Some(conn) = scratch {
         let restored = restore_into(&client, &cfg, &key, &conn, false).await?;
-        println!(
+        crate::output::data_line(format_args!(
             "restore check: restored into `{}`, {} tables",
             restored.database, restored.tables
-        );
+        ));
     }
     Ok(())
 }
@@ -63,18 +64,18 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
                 .spawn()
                 .context("cannot start pg_restore")?;
             let stdin = child.stdin.take().context("pg_restore stdin")?;
+            // Drained while streaming: a full stderr pipe would stall pg_restore.
+            let stderr = Stderr::drain(child.stderr.take().context("pg_restore stderr")?, false);
             // `pg_restore --list` stops reading after the table of contents; the rest of the
             // object must still be read to check its gzip CRC and sha256.
             let mut stdin = UntilClosed { inner: Some(stdin) };
             let streamed = download::stream_into(opened, &mut stdin).await;
             drop(stdin);
-            let out = child.wait_with_output().await?;
+            let status = child.wait().await?;
+            let detail = stderr.finish().await;
             let streamed = streamed?;
-            if !out.status.success() {
-                bail!(
-                    "{key} decodes, but pg_restore --list rejects the archive: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+            if !status.success() {
+                bail!("{key} decodes, but pg_restore --list rejects the archive: {detail}");
             }
             streamed
         }

@@ -148,10 +148,18 @@ impl ConnInfo {
                 parse_url(s)?
             }
             Some(s) if s.contains("://") => {
+                let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
+                let scheme = if scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+                {
+                    scheme
+                } else {
+                    "?"
+                };
                 return Err(usage!(
-                "database URL scheme in `{}` is not supported: use postgres:// or postgresql://",
-                redact_url(s)
-            ))
+                    "database URL scheme `{scheme}://` is not supported: use postgres:// or postgresql://"
+                ));
             }
             Some(s) => parse_keyword_value(s)?,
         };
@@ -159,10 +167,19 @@ impl ConnInfo {
             params: Vec::new(),
             password: None,
         };
+        // In `key=value` form a broken password value (an unquoted space) reads as more keys:
+        // name a key only when no password is written in the string.
+        let may_hold_password =
+            !input.unwrap_or("").contains("://") && input.unwrap_or("").contains("password");
         for (key, value) in pairs {
             if !LIBPQ_KEYWORDS.contains(&key.as_str()) {
+                let named = if may_hold_password {
+                    "an option".to_string()
+                } else {
+                    format!("option `{}`", key.escape_debug())
+                };
                 return Err(usage!(
-                    "database connection option `{key}` is unknown: use libpq keywords such as host, port, dbname, user, sslmode"
+                    "database connection {named} is unknown: use libpq keywords such as host, port, dbname, user, sslmode (quote a password with spaces: password='...')"
                 ));
             }
             info.set(key, value);
@@ -290,33 +307,79 @@ fn default_user() -> String {
         .unwrap_or_else(|_| "postgres".into())
 }
 
-/// The URL with its password replaced, for error messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.into()
-            };
-            format!("{scheme}://{masked}{}", &rest[at..])
+/// Every string that may be the password in `conn`, a URL or a `key=value` string, read
+/// leniently so that input that will not parse is covered too: for a URL, the text after the
+/// first `:` of everything before each `@` (a password with an unencoded `/`, `?` or `#`
+/// included), as written and percent-decoded; for `key=value`, the value after `password=`,
+/// quoted or not. Used to mask secrets before anything is parsed or printed.
+pub fn password_candidates(conn: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut add = |raw: &str| {
+        for value in [
+            raw.to_string(),
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ] {
+            if !value.is_empty() && !found.contains(&value) {
+                found.push(value);
+            }
         }
-        None => url.to_string(),
+    };
+    let conn = conn.trim();
+    if let Some((_, rest)) = conn.split_once("://") {
+        for (at, _) in rest.match_indices('@') {
+            if let Some((_, password)) = rest[..at].split_once(':') {
+                add(password);
+            }
+        }
+        return found;
     }
+    let mut rest = conn;
+    while let Some(pos) = rest.find("password") {
+        let after = rest[pos + "password".len()..].trim_start();
+        rest = &rest[pos + "password".len()..];
+        let Some(value) = after.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let raw = match value.strip_prefix('\'') {
+            Some(quoted) => {
+                let mut out = String::new();
+                let mut chars = quoted.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '\'' => break,
+                        c => out.push(c),
+                    }
+                }
+                out
+            }
+            None => value.split_whitespace().next().unwrap_or("").to_string(),
+        };
+        add(&raw);
+        if raw.contains('\\') {
+            add(&raw.replace('\\', ""));
+        }
+    }
+    found
 }
 
 /// Parses libpq's URI form: `postgres://[user[:password]@][host][:port][,...][/dbname][?k=v&...]`.
 fn parse_url(url: &str) -> Result<Vec<(String, String)>> {
+    // The URL itself is never echoed: where it does not parse, no one can tell which part of
+    // it is the password.
     let bad = |why: &str| {
-        usage!("database URL `{}` is malformed: {why}: use postgres://user:password@host:5432/dbname (percent-encode special characters)", redact_url(url))
+        usage!("database URL is malformed: {why}: use postgres://user:password@host:5432/dbname, with `@`, `:`, `/`, `?` and `#` in the password percent-encoded (%40, %3A, %2F, %3F, %23)")
     };
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if !rest[..authority_end].contains('@') && rest[authority_end..].contains('@') {
+        return Err(bad(
+            "it has an `@` after a `/` or `?`, as a password with an unencoded `/` or `?` would",
+        ));
+    }
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut pairs = Vec::new();
@@ -353,9 +416,13 @@ fn parse_url(url: &str) -> Result<Vec<(String, String)>> {
         hosts.push(decode(host).map_err(|_| bad("bad percent-encoding in the host"))?);
         if let Some(port) = port {
             if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(bad(&format!(
-                    "port `{port}` is not a number from 1 to 65535"
-                )));
+                // After a user-info part the port cannot be a piece of the password.
+                let shown = if authority.contains('@') {
+                    format!("port `{}`", port.escape_debug())
+                } else {
+                    "the port".to_string()
+                };
+                return Err(bad(&format!("{shown} is not a number from 1 to 65535")));
             }
             ports.push(port.to_string());
         }
@@ -375,7 +442,7 @@ fn parse_url(url: &str) -> Result<Vec<(String, String)>> {
     for param in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = param
             .split_once('=')
-            .ok_or_else(|| bad(&format!("query parameter `{param}` has no `=`")))?;
+            .ok_or_else(|| bad("a query parameter has no `=`"))?;
         let k = decode(k).map_err(|_| bad("bad percent-encoding in a query parameter"))?;
         let v = decode(v).map_err(|_| bad("bad percent-encoding in a query parameter"))?;
         // libpq accepts the JDBC-style `ssl=true` as `sslmode=require`.
@@ -422,7 +489,17 @@ fn decode(s: &str) -> Result<String, ()> {
 /// backslash escapes.
 fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>> {
     let bad = |why: String| {
-        usage!("database connection string is malformed: {why}: use key=value pairs such as `host=db.example.com dbname=app user=backup`")
+        usage!("database connection string is malformed: {why}: use key=value pairs such as `host=db.example.com dbname=app user=backup`, quoting values with spaces")
+    };
+    // Keys are named in errors only when no password is written in the string (a broken
+    // password value reads as more keys).
+    let hide = input.contains("password");
+    let name = |key: &str| {
+        if hide {
+            "an option".to_string()
+        } else {
+            format!("`{}`", key.escape_debug())
+        }
     };
     let mut chars = input.chars().peekable();
     let mut pairs = Vec::new();
@@ -437,7 +514,7 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(bad(format!("`{key}` has no `=` after it")));
+            return Err(bad(format!("{} has no `=` after it", name(&key))));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -447,11 +524,11 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>> {
                     Some('\\') => value.push(
                         chars
                             .next()
-                            .ok_or_else(|| bad(format!("unterminated quote in `{key}`")))?,
+                            .ok_or_else(|| bad(format!("unterminated quote in {}", name(&key))))?,
                     ),
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(bad(format!("unterminated quote in `{key}`"))),
+                    None => return Err(bad(format!("unterminated quote in {}", name(&key)))),
                 }
             }
         } else {
@@ -540,11 +617,52 @@ mod tests {
     }
 
     #[test]
-    fn redaction_hides_the_password_only() {
+    fn errors_never_echo_a_password_that_broke_the_url() {
+        for (url, password) in [
+            ("postgres://u:Zq7x/Kw9@h/db", "Zq7x/Kw9"),
+            ("postgres://u:Zq7x?Kw9@h/db", "Zq7x?Kw9"),
+            ("postgres://u:Zq7x/4242@h:5432/db", "Zq7x/4242"),
+            ("postgres://u:Zq7x/1@[::1/db", "Zq7x/1"),
+            ("postgres://u:4242/Kw9@h/db", "4242/Kw9"),
+            ("postgres://u:Zq7xKw9@[::1/db", "Zq7xKw9"),
+        ] {
+            let err = ConnInfo::parse(Some(url)).unwrap_err().to_string();
+            for piece in password.split(['/', '?']).filter(|p| p.len() > 1) {
+                assert!(!err.contains(piece), "{url}: {err}");
+            }
+            assert!(err.contains("percent-encoded"), "{err}");
+            assert!(
+                password_candidates(url).iter().any(|c| c == password),
+                "{url}: {:?}",
+                password_candidates(url)
+            );
+        }
+    }
+
+    #[test]
+    fn key_value_errors_do_not_name_keys_next_to_a_password() {
+        let err = ConnInfo::parse(Some("host=h password=hunter2 secret"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+        let err = ConnInfo::parse(Some("host=h password=hunter2 tail=x"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("tail"), "{err}");
+    }
+
+    #[test]
+    fn password_candidates_cover_both_forms_leniently() {
+        let got = password_candidates("postgres://u:p%40ss@h/db?x=1");
+        assert!(got.contains(&"p%40ss".to_string()) && got.contains(&"p@ss".to_string()));
         assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
+            password_candidates(r"host=h password = 'it\'s secret' dbname=x"),
+            vec!["it's secret".to_string()]
         );
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            password_candidates("host=h password=hunter2 port='oops"),
+            vec!["hunter2".to_string()]
+        );
+        assert!(password_candidates("postgres://h/db").is_empty());
     }
 }

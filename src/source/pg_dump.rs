@@ -2,19 +2,15 @@
 //! status, and a concurrently drained stderr whose tail explains a failure. It does not
 //! compress or upload; the caller reads stdout.
 
+use crate::child::{self, Stderr};
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Where Debian and the PostgreSQL apt repository install one directory per major version.
 const PG_LIB_DIR: &str = "/usr/lib/postgresql";
-/// Lines of pg_dump's stderr kept for the error message.
-const TAIL_LINES: usize = 20;
 
 /// A PostgreSQL version as `server_version_num` writes it: 150018 for 15.18, 90624 for 9.6.24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,8 +164,7 @@ fn probe(path: &Path, tool: &str, flag: &str) -> Result<PgDump> {
 pub struct Running {
     child: tokio::process::Child,
     stdout: Option<std::fs::File>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    stderr_task: tokio::task::JoinHandle<()>,
+    stderr: Stderr,
     path: PathBuf,
 }
 
@@ -203,14 +198,11 @@ impl PgDump {
             .context("pg_dump stdout")?
             .into_owned_fd()?;
         grow_pipe(&stdout);
-        let stderr = child.stderr.take().context("pg_dump stderr")?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr_task = tokio::spawn(drain_stderr(stderr, tail.clone()));
+        let stderr = Stderr::drain(child.stderr.take().context("pg_dump stderr")?, true);
         Ok(Running {
             child,
             stdout: Some(stdout.into()),
-            tail,
-            stderr_task,
+            stderr,
             path: self.path.clone(),
         })
     }
@@ -223,19 +215,6 @@ fn grow_pipe(fd: &std::os::fd::OwnedFd) {
     // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the default size.
     unsafe {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
-    }
-}
-
-/// Forwards pg_dump's stderr and keeps its last lines; a full stderr pipe would stall pg_dump.
-async fn drain_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        eprintln!("{line}");
-        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
     }
 }
 
@@ -254,30 +233,15 @@ impl Running {
     pub async fn wait(mut self) -> Result<()> {
         let status = self.child.wait().await.context("waiting for pg_dump")?;
         // stderr reaches EOF once the child has exited; then the tail is complete.
-        let _ = (&mut self.stderr_task).await;
+        let detail = self.stderr.finish().await;
         if status.success() {
             return Ok(());
         }
-        let tail: Vec<String> = self
-            .tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        let how = match status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("was killed by signal {}", status.signal().unwrap_or(0))
-            }
-        };
-        let detail = if tail.is_empty() {
-            "no output on stderr".into()
-        } else {
-            tail.join(" | ")
-        };
-        bail!("pg_dump `{}` {how}: {detail}", self.path.display())
+        bail!(
+            "pg_dump `{}` {}: {detail}",
+            self.path.display(),
+            child::describe_status(status)
+        )
     }
 }
 
