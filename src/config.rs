@@ -91,7 +91,7 @@ impl BackupConfig {
             conn: ConnInfo::parse(args.database_url.as_deref())?,
             s3,
             format: parse_format(&args.format)?,
-            pg_dump_args: check_pg_dump_args(&args.pg_dump_args)?,
+            pg_dump_args: crate::source::pg_dump_args::check(&args.pg_dump_args)?,
             pg_dump_path: args.pg_dump_path.clone(),
             gzip,
             upload,
@@ -279,46 +279,6 @@ pub fn parse_format(s: &str) -> Result<DumpFormat> {
     }
 }
 
-/// pg_dump flags that would break streaming or contradict our own flags.
-fn check_pg_dump_args(args: &[String]) -> Result<Vec<String>> {
-    const OWNED: &[(&str, &str)] = &[
-        ("-f", "the dump is streamed to S3, not written to a file"),
-        (
-            "--file",
-            "the dump is streamed to S3, not written to a file",
-        ),
-        ("-F", "use --format"),
-        ("--format", "use --format"),
-        ("-Z", "compression is ours: use --compression-level"),
-        ("--compress", "compression is ours: use --compression-level"),
-        ("-d", "use --database-url"),
-        ("--dbname", "use --database-url"),
-        (
-            "-j",
-            "parallel dumps need the directory format, which cannot be streamed",
-        ),
-        (
-            "--jobs",
-            "parallel dumps need the directory format, which cannot be streamed",
-        ),
-        ("--help", "it prints usage instead of a dump"),
-        ("-?", "it prints usage instead of a dump"),
-        ("--version", "it prints a version instead of a dump"),
-        ("-V", "it prints a version instead of a dump"),
-    ];
-    for arg in args {
-        for (flag, why) in OWNED {
-            let long_match =
-                flag.starts_with("--") && (arg == flag || arg.starts_with(&format!("{flag}=")));
-            let short_match = !flag.starts_with("--") && arg.starts_with(flag);
-            if long_match || short_match {
-                return Err(usage!("--pg-dump-arg `{arg}` is not allowed: {why}"));
-            }
-        }
-    }
-    Ok(args.to_vec())
-}
-
 /// The keep policy from the keep flags (all optional; an empty policy is the caller's call).
 pub fn policy_from(args: &RetentionArgs) -> Result<Policy> {
     let count = |value: &Option<String>, flag: &str| -> Result<Option<u32>> {
@@ -455,23 +415,6 @@ mod tests {
                 err.contains("--compression-level") && err.contains("from 1 to 9"),
                 "{err}"
             );
-        }
-    }
-
-    #[test]
-    fn pg_dump_args_that_break_streaming_are_refused() {
-        assert!(check_pg_dump_args(&["--exclude-table=x".into(), "--no-owner".into()]).is_ok());
-        for bad in [
-            "-f/tmp/x",
-            "--file=x",
-            "-Fd",
-            "--compress=9",
-            "-j4",
-            "--dbname=x",
-            "--help",
-            "-V",
-        ] {
-            assert!(check_pg_dump_args(&[bad.into()]).is_err(), "{bad}");
         }
     }
 }

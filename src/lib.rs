@@ -6,6 +6,7 @@ pub mod action;
 pub mod auth;
 pub mod child;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod compress;
 pub mod config;

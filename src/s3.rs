@@ -67,6 +67,8 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
     if let Some(url) = &cfg.endpoint_url {
         builder = builder.endpoint_url(url);
     }
+    // The store's clock, the second opinion on "now" (see `clock`).
+    builder = builder.interceptor(crate::clock::StoreDate);
     if let Some((request, response)) = checksum_policy(cfg) {
         builder = builder
             .request_checksum_calculation(request)

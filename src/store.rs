@@ -69,6 +69,12 @@ pub async fn list_backups(
     Ok(found)
 }
 
+/// Splits backups (newest first) into those up to now and those from the future (later than
+/// now plus the tolerance, see `clock`): a future key is never "the newest backup".
+pub fn split_future(listed: Vec<Listed>, now: &crate::clock::Now) -> (Vec<Listed>, Vec<Listed>) {
+    listed.into_iter().partition(|l| !now.is_future(l.id.time))
+}
+
 /// Every object under `list_prefix`: key and size, following ListObjectsV2 pagination. A
 /// denial is a [`Denied`] naming s3:ListBucket.
 async fn list_objects(

@@ -12,10 +12,11 @@ use crate::layout::BackupId;
 use crate::output;
 use crate::progress::{Counters, Reporter};
 use crate::signals::Signals;
+use crate::source::complete::Watch;
 use crate::source::pg_dump::{self, PgDump};
 use crate::source::preflight::{self, ServerInfo};
 use crate::upload::{ObjectSpec, Uploader};
-use crate::{s3, store};
+use crate::{clock, s3, store};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use chrono::Utc;
@@ -297,7 +298,15 @@ async fn pipeline(
     // The first failure in stream order is the cause; the later ones are its echoes.
     let staged = staged?;
     dumped?;
-    let (stats, sha256) = compressed.context("compressing the dump failed")?;
+    let (stats, sha256, watch) = compressed.context("compressing the dump failed")?;
+    // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
+    watch.verdict(cfg.format).map_err(|why| {
+        anyhow::anyhow!(
+            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; the upload was aborted and nothing was pruned",
+            watch.total(),
+            cfg.format.name()
+        )
+    })?;
     debug_assert_eq!(stats.raw_bytes, counters.raw());
     let extra = HashMap::from([
         ("sha256".to_string(), sha256.clone()),
@@ -307,7 +316,7 @@ async fn pipeline(
     Ok((sha256, attached))
 }
 
-type CompressResult = Result<(compress::GzipStats, String)>;
+type CompressResult = Result<(compress::GzipStats, String, Watch)>;
 
 /// Runs the (blocking, multi-threaded) compressor on its own thread, reading pg_dump's stdout and
 /// sending gzip chunks to the uploader. Hashing and counting happen here, off the async runtime.
@@ -321,17 +330,21 @@ fn spawn_compressor(
     std::thread::Builder::new()
         .name("gzip".into())
         .spawn(move || {
-            let reader = CountingReader {
+            let mut reader = CountingReader {
                 inner: stdout,
                 counters: counters.clone(),
+                watch: Watch::default(),
             };
             let mut sink = ChannelSink {
                 tx,
                 hasher: Sha256::new(),
                 counters,
             };
-            let result = compress::compress(reader, &mut sink, &gzip)
-                .map(|stats| (stats, hex::encode(sink.hasher.finalize_reset())))
+            let result = compress::compress(&mut reader, &mut sink, &gzip)
+                .map(|stats| {
+                    let sha256 = hex::encode(sink.hasher.finalize_reset());
+                    (stats, sha256, std::mem::take(&mut reader.watch))
+                })
                 .map_err(anyhow::Error::from);
             let _ = done_tx.send(result);
         })
@@ -339,15 +352,18 @@ fn spawn_compressor(
     Ok(done_rx)
 }
 
+/// pg_dump's stdout, counted, and watched for a complete dump's first and last bytes.
 struct CountingReader {
     inner: std::fs::File,
     counters: Arc<Counters>,
+    watch: Watch,
 }
 
 impl Read for CountingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.counters.add_raw(n as u64);
+        self.watch.see(&buf[..n]);
         Ok(n)
     }
 }
@@ -395,9 +411,17 @@ async fn claim_key(
     mut id: BackupId,
 ) -> Result<Claim> {
     let (bucket, prefix) = (&s3cfg.bucket, &s3cfg.prefix);
-    for _ in 0..MAX_SAME_SECOND {
+    for attempt in 0..MAX_SAME_SECOND {
         let key = id.key(prefix);
-        match client.head_object().bucket(bucket).key(&key).send().await {
+        let head = client.head_object().bucket(bucket).key(&key).send().await;
+        if attempt == 0 {
+            // The first answer carries the store's clock: a key named by a clock the store
+            // disagrees with would be from the future (or the past), so nothing is written.
+            clock::Now::read()
+                .check_skew()
+                .map_err(|skew| anyhow::anyhow!("{skew}; nothing was written"))?;
+        }
+        match head {
             Ok(_) => {
                 id = id.next_seq();
                 continue;

@@ -4,13 +4,13 @@
 //! part is pure and never touches the network.
 
 use crate::cli::CheckArgs;
+use crate::clock::Now;
 use crate::config::{policy_from, S3Config};
 use crate::error::usage;
 use crate::layout::{BackupId, DumpFormat};
 use crate::retention::{Policy, Span};
 use crate::{output, s3, store};
-use anyhow::{bail, Result};
-use chrono::Utc;
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -48,6 +48,19 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     }
     let client = s3::client(&cfg).await?;
     let backups = store::list_backups(&client, &cfg.bucket, &cfg.prefix, Some(db)).await?;
+    // A monitor must hear of a wrong clock and of keys from the future: either can hide
+    // missing backups.
+    let now = Now::read();
+    now.check_skew().map_err(|skew| anyhow!("{skew}"))?;
+    let (backups, future) = store::split_future(backups, &now);
+    if let Some(f) = future.first() {
+        bail!(
+            "{} of `{db}` is dated {}, in the future ({} in all): it was written by a machine with a wrong clock or planted; it is not counted, so delete it once checked",
+            f.key,
+            f.id.time.format("%Y-%m-%dT%H:%M:%SZ"),
+            future.len()
+        );
+    }
     let Some(newest) = backups.first() else {
         bail!(
             "no backup of `{db}` under s3://{}/{}",
@@ -56,7 +69,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
         );
     };
     let uri = format!("s3://{}/{}", cfg.bucket, newest.key);
-    let age_seconds = (Utc::now() - newest.id.time).num_seconds().max(0);
+    let age_seconds = (now.reference() - newest.id.time).num_seconds().max(0);
     let age = human_age(age_seconds as u64);
     if age_seconds as u64 > max_age.as_secs() {
         bail!(
@@ -258,6 +271,7 @@ fn yaml_str(s: &str) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use chrono::Utc;
 
     /// backmon's file-pattern matching, reduced to what our patterns use: `%Y` four digits,
     /// `%M %D %h %m %s` two, `%%` a literal `%`, anything else literal.

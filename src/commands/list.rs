@@ -1,11 +1,12 @@
 //! `list`: this tool's backups under the prefix (one database or all), newest first, as a
-//! table or JSON. Objects that are not this tool's backups are never shown.
+//! table or JSON. Objects that are not this tool's backups are never shown; keys from the
+//! future (see `clock`) are shown, flagged, and warned about.
 
 use crate::cli::ListArgs;
+use crate::clock::Now;
 use crate::config::S3Config;
 use crate::{output, s3, store};
 use anyhow::Result;
-use chrono::Utc;
 use indicatif::{HumanBytes, HumanDuration};
 use serde::Serialize;
 
@@ -17,6 +18,8 @@ struct Row<'a> {
     age_seconds: i64,
     size: u64,
     format: &'static str,
+    /// Later than now plus the clock tolerance: not a real backup's time, never the newest.
+    future: bool,
 }
 
 pub async fn run(args: &ListArgs) -> Result<()> {
@@ -24,18 +27,28 @@ pub async fn run(args: &ListArgs) -> Result<()> {
     let client = s3::client(&cfg).await?;
     let backups =
         store::list_backups(&client, &cfg.bucket, &cfg.prefix, args.database.as_deref()).await?;
-    let now = Utc::now();
+    let now = Now::read();
+    if let Err(skew) = now.check_skew() {
+        output::warn(format_args!("{skew}; ages are by the store's clock"));
+    }
     let rows: Vec<Row> = backups
         .iter()
         .map(|b| Row {
             key: &b.key,
             database: &b.id.database,
             time: b.id.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            age_seconds: (now - b.id.time).num_seconds(),
+            age_seconds: (now.reference() - b.id.time).num_seconds(),
             size: b.size,
             format: b.id.format.name(),
+            future: now.is_future(b.id.time),
         })
         .collect();
+    for r in rows.iter().filter(|r| r.future) {
+        output::warn(format_args!(
+            "{} is dated {}, in the future: it is not counted as a backup time (written by a machine with a wrong clock, or planted)",
+            r.key, r.time
+        ));
+    }
     if args.json {
         return output::json(&rows);
     }
@@ -52,12 +65,16 @@ pub async fn run(args: &ListArgs) -> Result<()> {
         "KEY", "TIME", "AGE", "SIZE"
     ));
     for r in &rows {
-        let age = HumanDuration(std::time::Duration::from_secs(r.age_seconds.max(0) as u64));
+        let age = if r.future {
+            "FUTURE".to_string()
+        } else {
+            HumanDuration(std::time::Duration::from_secs(r.age_seconds.max(0) as u64)).to_string()
+        };
         output::data_line(format_args!(
             "{:width$}  {:20}  {:>14}  {:>10}",
             r.key,
             r.time,
-            age.to_string(),
+            age,
             HumanBytes(r.size).to_string()
         ));
     }

@@ -1,16 +1,18 @@
 //! `prune`: apply a keep policy to this tool's backups under the prefix, per database, delete
 //! what it does not keep (or only print the plan with `--dry-run`), and clean up after killed
 //! runs: abort stale multipart uploads and delete stale lock objects. `backup` calls [`prune`]
-//! after a verified upload.
+//! after a verified upload. Keys from the future (see `clock`) are reported and left alone:
+//! they never count as the newest backup, and nothing is deleted because of them. A machine
+//! whose clock disagrees with the store's deletes nothing.
 
 use crate::cli::PruneArgs;
+use crate::clock::Now;
 use crate::config::{policy_from, S3Config};
 use crate::error::usage;
 use crate::retention::{Backup, Decision, Policy};
 use crate::store::{self, Aborted};
 use crate::{output, s3};
-use anyhow::{bail, Result};
-use chrono::Utc;
+use anyhow::{anyhow, bail, Result};
 use indicatif::HumanBytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ pub struct Report {
     /// Keys the store refused to delete, with its reason.
     pub failed: Vec<(String, String)>,
     pub aborted_uploads: Vec<String>,
+    /// Keys dated later than now plus the clock tolerance: not counted, not deleted.
+    pub future: Vec<String>,
     /// Lock objects of backups that started before `--abort-incomplete-after` (a killed run's).
     pub removed_locks: Vec<String>,
 }
@@ -78,8 +82,8 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
     )
     .await?;
     if !args.dry_run {
-        let before =
-            Utc::now() - chrono::Duration::from_std(abort_after).unwrap_or(chrono::Duration::MAX);
+        let before = Now::read().reference()
+            - chrono::Duration::from_std(abort_after).unwrap_or(chrono::Duration::MAX);
         match store::abort_stale_uploads(&client, &cfg.bucket, &cfg.prefix, before).await? {
             Aborted::Done(keys) => report.aborted_uploads = keys,
             Aborted::Unsupported => crate::output::note(
@@ -114,6 +118,18 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<Report> {
     let listed = store::list_backups(client, &cfg.bucket, &cfg.prefix, database).await?;
+    // The listing's answer carried the store's clock.
+    let now = Now::read();
+    now.check_skew()
+        .map_err(|skew| anyhow!("{skew}; nothing was pruned"))?;
+    let (listed, future) = store::split_future(listed, &now);
+    for f in &future {
+        output::warn(format_args!(
+            "{} is dated {}, in the future: it is not counted as the newest backup and not deleted; delete it by hand if it is not a real backup",
+            f.key,
+            f.id.time.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
     if let Some(e) = &expect {
         match listed.iter().find(|l| l.key == e.key) {
             Some(l) if l.size == e.size => {}
@@ -143,6 +159,7 @@ pub async fn prune(
     let protect: Vec<&str> = expect.as_ref().map(|e| vec![e.key]).unwrap_or_default();
     let mut report = Report {
         dry_run,
+        future: future.into_iter().map(|f| f.key).collect(),
         ..Report::default()
     };
     for (database, backups) in by_db {
@@ -212,6 +229,9 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
     }
     for key in &report.removed_locks {
         output::data_line(format_args!("removed stale lock {key}"));
+    }
+    for key in &report.future {
+        output::data_line(format_args!("left alone (dated in the future): {key}"));
     }
     Ok(())
 }

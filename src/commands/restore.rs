@@ -4,6 +4,7 @@
 //! end of input, so its transaction rolls back and the target stays as it was.
 
 use crate::cli::{RestoreArgs, Selection};
+use crate::clock::Now;
 use crate::config::S3Config;
 use crate::download::{self, Streamed};
 use crate::error::usage;
@@ -84,6 +85,19 @@ pub async fn select_key(
     let database = which.database.as_deref().context("--database")?;
     let at = which.at.as_deref().map(parse_time).transpose()?;
     let backups = store::list_backups(client, &cfg.bucket, &cfg.prefix, Some(database)).await?;
+    let now = Now::read();
+    if let Err(skew) = now.check_skew() {
+        output::warn(format_args!("{skew}; choosing by the store's clock"));
+    }
+    // A key from the future is never the newest backup (see `clock`).
+    let (backups, future) = store::split_future(backups, &now);
+    for f in &future {
+        output::warn(format_args!(
+            "skipping {}: it is dated {}, in the future",
+            f.key,
+            f.id.time.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
     backups
         .into_iter()
         .find(|b| at.is_none_or(|t| b.id.time <= t))
