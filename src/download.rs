@@ -1,8 +1,10 @@
 //! The reverse pipeline for `restore` and `verify`: GetObject body → sha256 of the stored bytes
-//! → gzip decoding (CRC and length checked by the decoder) → any async writer. Never holds the
-//! object in memory or on disk. The sha256 is compared before `stream_into` returns, so a caller
-//! feeding psql can still kill it (rolling back) before it sees end of input. A body that stops
-//! arriving for `--request-timeout` fails instead of hanging.
+//! → gzip decoding (CRC and length checked by the decoder) → a [`Transform`] (the psql filter,
+//! or a hold-back of the last bytes) → any async writer. Never holds the object in memory or on
+//! disk. The transform's last output (the final COMMIT, the held-back end of an archive) is
+//! written only after the gzip trailer and the sha256 were checked, so a client fed from here
+//! cannot finish a restore of a damaged object, even if this process is killed. A body that
+//! stops arriving for `--request-timeout` fails instead of hanging.
 
 use crate::layout::{BackupId, DumpFormat};
 use crate::s3::{self, describe};
@@ -15,8 +17,92 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
-/// Bytes of the decompressed end kept to check pg_dump's completion trailer.
-const TAIL: usize = 4096;
+/// Bytes of a custom-format archive held back until everything is checked: pg_restore cannot
+/// finish (and commit) without the archive's last bytes.
+const HOLD_BACK: usize = 64 * 1024;
+
+/// What stands between the decoded dump and the writer.
+pub trait Transform {
+    /// Turns decoded bytes into bytes to write.
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()>;
+    /// The stream ended and its gzip CRC, length and sha256 were checked: the last bytes.
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()>;
+}
+
+/// The plain-dump filter (see `sql_filter`).
+impl Transform for crate::sql_filter::Filter {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        crate::sql_filter::Filter::push(self, input, out).map_err(refused)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        crate::sql_filter::Filter::finish(self, out).map_err(refused)
+    }
+}
+
+fn refused(r: crate::sql_filter::Refused) -> anyhow::Error {
+    anyhow::anyhow!("it is not a dump pg-s3-backup restores: {r}")
+}
+
+/// Writes the dump as stored, each chunk only once the filter accepted it (so nothing it
+/// refuses is ever written), holding back the end until everything is checked: for `restore
+/// --output -` of a plain dump.
+pub struct Checked {
+    filter: crate::sql_filter::Filter,
+    hold: HoldBack,
+    scratch: Vec<u8>,
+}
+
+impl Checked {
+    pub fn new() -> Self {
+        Self {
+            filter: crate::sql_filter::Filter::new(crate::sql_filter::Mode::Check),
+            hold: HoldBack::default(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Default for Checked {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Transform for Checked {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        Transform::push(&mut self.filter, input, &mut self.scratch)?;
+        self.scratch.clear();
+        self.hold.push(input, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        Transform::finish(&mut self.filter, &mut self.scratch)?;
+        self.hold.finish(out)
+    }
+}
+
+/// Passes everything but the last [`HOLD_BACK`] bytes, which `finish` releases.
+#[derive(Default)]
+pub struct HoldBack {
+    held: Vec<u8>,
+}
+
+impl Transform for HoldBack {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.held.extend_from_slice(input);
+        if self.held.len() > 2 * HOLD_BACK {
+            let release = self.held.len() - HOLD_BACK;
+            out.extend(self.held.drain(..release));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        out.append(&mut self.held);
+        Ok(())
+    }
+}
 
 /// An opened backup object.
 pub struct Opened {
@@ -30,14 +116,13 @@ pub struct Opened {
     idle: Duration,
 }
 
-/// What streaming found; returned only when the gzip stream and the sha256 were both good.
+/// What streaming found; returned only when the gzip stream, the sha256 and the transform
+/// were all good.
 #[derive(Debug)]
 pub struct Streamed {
     pub stored_bytes: u64,
     pub raw_bytes: u64,
     pub sha256: String,
-    /// The last bytes of the decompressed dump.
-    pub tail: Vec<u8>,
 }
 
 pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Result<Opened> {
@@ -68,9 +153,15 @@ pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Res
     })
 }
 
-/// Streams the decompressed dump into `out`. Fails, naming the problem, on a damaged gzip stream
-/// (bad CRC or length, truncation) or a sha256 that differs from the metadata.
-pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> Result<Streamed> {
+/// Streams the decompressed dump through `transform` into `out`. Fails, naming the problem, on a
+/// damaged gzip stream (bad CRC or length, truncation), a sha256 that differs from the
+/// metadata, or a refusal of the transform; the transform's final bytes are written only when
+/// all of them passed.
+pub async fn stream_into<W: AsyncWrite + Unpin>(
+    opened: Opened,
+    out: &mut W,
+    transform: &mut dyn Transform,
+) -> Result<Streamed> {
     let mut hashing = Hashing {
         inner: opened.body.into_async_read(),
         hasher: Sha256::new(),
@@ -79,8 +170,11 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
         deadline: Box::pin(tokio::time::sleep(opened.idle)),
         waiting: false,
     };
-    let mut tail = Vec::with_capacity(TAIL * 2);
     let mut raw_bytes = 0u64;
+    let mut output = Vec::new();
+    // A refusal stops the writing at once, but the object is still read to its end: if it is
+    // damaged, that is the cause to report (a flipped bit decodes to garbage the filter refuses).
+    let mut refused: Option<anyhow::Error> = None;
     {
         let mut decoder = GzipDecoder::new(BufReader::new(&mut hashing));
         let mut buf = vec![0u8; 256 * 1024];
@@ -99,13 +193,17 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
                 break;
             }
             raw_bytes += n as u64;
-            out.write_all(&buf[..n])
+            if refused.is_some() {
+                continue;
+            }
+            if let Err(e) = transform.push(&buf[..n], &mut output) {
+                refused = Some(e.context(format!("{} was refused", opened.key)));
+                continue;
+            }
+            out.write_all(&output)
                 .await
                 .context("writing the restored dump")?;
-            tail.extend_from_slice(&buf[..n]);
-            if tail.len() > TAIL * 2 {
-                tail.drain(..tail.len() - TAIL);
-            }
+            output.clear();
         }
     }
     // Bytes after the gzip member would be ignored by the decoder; a backup has none.
@@ -123,13 +221,20 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(opened: Opened, out: &mut W) -> 
         }
         _ => {}
     }
-    let keep = tail.len().saturating_sub(TAIL);
-    tail.drain(..keep);
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    transform
+        .finish(&mut output)
+        .with_context(|| format!("{} was refused", opened.key))?;
+    out.write_all(&output)
+        .await
+        .context("writing the restored dump")?;
+    out.flush().await.context("writing the restored dump")?;
     Ok(Streamed {
         stored_bytes: hashing.bytes,
         raw_bytes,
         sha256,
-        tail,
     })
 }
 
@@ -181,9 +286,4 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
         }
         poll
     }
-}
-
-/// pg_dump's plain-format trailer (followed, since 15.14/16.10/17.6, by a `\unrestrict` line).
-pub fn has_plain_trailer(tail: &[u8]) -> bool {
-    String::from_utf8_lossy(tail).contains("-- PostgreSQL database dump complete")
 }

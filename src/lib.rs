@@ -19,5 +19,6 @@ pub mod retention;
 pub mod s3;
 pub mod signals;
 pub mod source;
+pub mod sql_filter;
 pub mod store;
 pub mod upload;

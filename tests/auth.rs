@@ -179,10 +179,8 @@ async fn credentials_are_refreshed_during_a_dump_longer_than_the_session() {
     let role = role_for(&bucket, SUB);
     let fake = FakeGitHub::start("sts.amazonaws.com", 0);
     // 30 MiB over ~10 s: six 5 MiB parts spread across several 8-second sessions.
-    let slow = script(
-        "pg_dump",
-        r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
-for i in 1 2 3 4 5; do head -c 6291456 /dev/urandom; sleep 2; done"#,
+    let slow = crate::support::fake_pg_dump(
+        "for i in 1 2 3 4 5; do head -c 6291456 /dev/urandom; sleep 2; done",
     );
     let out = oidc_backup(
         &fake,
@@ -215,7 +213,8 @@ for i in 1 2 3 4 5; do head -c 6291456 /dev/urandom; sleep 2; done"#,
         "each refresh fetches a fresh ID token"
     );
     let json = json_line(&out);
-    assert_eq!(json["raw_size"], 5 * 6_291_456u64);
+    let framing = crate::support::DUMP_HEADER.len() + crate::support::DUMP_TRAILER.len();
+    assert_eq!(json["raw_size"], 5 * 6_291_456u64 + framing as u64);
     assert_eq!(store.open_uploads(&bucket).await, 0);
     assert_no_secrets(&out, &fake);
 }

@@ -1,6 +1,6 @@
 //! `backup` end to end: real PostgreSQL, real pg_dump and psql, on both S3 servers.
 
-use crate::support::{gunzip, script, unique, Pg, Run, Store, STORES};
+use crate::support::{gunzip, script, unique, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES};
 use sha2::{Digest, Sha256};
 
 const AWKWARD: &str = include_str!("fixtures/awkward.sql");
@@ -433,16 +433,11 @@ async fn memory_stays_bounded_whatever_the_dump_size() {
     assert_eq!(store.open_uploads(&bucket).await, 0);
 }
 
-/// A pg_dump that writes `mib` MiB of incompressible data.
+/// A pg_dump that writes `mib` MiB of incompressible data between pg_dump's plain-format
+/// header and trailer (a backup must look like a complete dump to be completed).
 fn random_pg_dump(mib: usize) -> std::path::PathBuf {
-    script(
-        "pg_dump",
-        &format!(
-            r#"if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 99.1"; exit 0; fi
-head -c {} /dev/urandom"#,
-            mib << 20
-        ),
-    )
+    let random = (mib << 20) - DUMP_HEADER.len() - DUMP_TRAILER.len();
+    crate::support::fake_pg_dump(&format!("head -c {random} /dev/urandom"))
 }
 
 #[tokio::test]

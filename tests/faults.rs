@@ -5,7 +5,9 @@
 
 use crate::support::github::FakeGitHub;
 use crate::support::proxy::{Fault, Op, Proxy};
-use crate::support::{gunzip, script, unique, Done, Pg, Run, Store, STORES};
+use crate::support::{
+    gunzip, script, unique, Done, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES,
+};
 use pg_s3_backup::layout::BackupId;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -14,13 +16,16 @@ use std::time::{Duration, Instant};
 
 const SIZE: usize = 12 * 1024 * 1024;
 
-/// 12 MiB of random bytes, written once per test process, so every run dumps the same input.
+/// 12 MiB of random bytes between pg_dump's header and trailer, written once per test process,
+/// so every run dumps the same input.
 fn input() -> &'static PathBuf {
     static INPUT: OnceLock<PathBuf> = OnceLock::new();
     INPUT.get_or_init(|| {
         use rand::RngCore;
         let mut data = vec![0u8; SIZE];
         rand::rng().fill_bytes(&mut data);
+        data[..DUMP_HEADER.len()].copy_from_slice(DUMP_HEADER.as_bytes());
+        data[SIZE - DUMP_TRAILER.len()..].copy_from_slice(DUMP_TRAILER.as_bytes());
         let path = std::env::temp_dir().join(unique("pgs3-faults-input"));
         std::fs::write(&path, data).unwrap();
         path

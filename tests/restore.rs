@@ -156,7 +156,12 @@ async fn put_backup(
     key
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+/// `body` between pg_dump's plain-format header and trailer.
+pub fn as_dump(body: &str) -> String {
+    format!("--\n-- PostgreSQL database dump\n--\n\n{body}\n--\n-- PostgreSQL database dump complete\n--\n\n")
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     enc.write_all(data).unwrap();
@@ -265,7 +270,7 @@ async fn at_selects_the_newest_backup_at_or_before_a_time() {
             .unwrap()
             .and_utc();
         let key = BackupId::new(db, time, DumpFormat::Plain).key("pg/");
-        let body = gzip(text.as_bytes());
+        let body = gzip(as_dump(text).as_bytes());
         store
             .client()
             .put_object()
@@ -290,7 +295,7 @@ async fn at_selects_the_newest_backup_at_or_before_a_time() {
             &["--database", db, "--at", at, "--output", "-"],
         );
         assert_eq!(out.code, 0, "{at}: {}", out.stderr);
-        assert_eq!(out.stdout, expected, "--at {at}");
+        assert_eq!(out.stdout, as_dump(expected), "--at {at}");
     }
     run(
         store,

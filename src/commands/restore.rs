@@ -1,16 +1,22 @@
-//! `restore`: stream a backup (GetObject → sha256 → gzip decode) into psql
-//! (`--single-transaction`, `ON_ERROR_STOP`) or pg_restore, chosen by the target server's major
-//! version, or to stdout with `--output -`. A damaged object kills the client before it sees
-//! end of input, so its transaction rolls back and the target stays as it was.
+//! `restore`: stream a backup (GetObject → sha256 → gzip decode) into psql or pg_restore,
+//! chosen by the target server's major version, or to stdout with `--output -`. All or
+//! nothing: a plain dump reaches psql only through `sql_filter`, which runs it in one
+//! transaction whose COMMIT is sent only after every check passed (no meta-command gets
+//! through); a custom archive's last bytes are held back from pg_restore (`--single-transaction`)
+//! until then. A damaged or refused object kills the client, and a client that reaches end of
+//! input early (this process killed) cannot commit either.
 
+use crate::child::{self, Stderr};
 use crate::cli::{RestoreArgs, Selection};
 use crate::clock::Now;
 use crate::config::S3Config;
-use crate::download::{self, Streamed};
+use crate::download::{self, Checked, HoldBack, Streamed, Transform};
 use crate::error::usage;
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
+use crate::source::pg_dump::PgVersion;
 use crate::source::{pg_dump, preflight};
+use crate::sql_filter::{Filter, Mode};
 use crate::{output, s3, store};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -31,9 +37,14 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     match target {
         None => {
             let opened = download::open(&client, &cfg.bucket, &cfg.prefix, &key).await?;
+            // The dump as stored, for your own tools: a plain dump only as far as the restore's
+            // filter accepts it, and the end of either format only once everything is checked.
+            let mut transform: Box<dyn Transform + Send> = match opened.format {
+                DumpFormat::Plain => Box::new(Checked::new()),
+                DumpFormat::Custom => Box::new(HoldBack::default()),
+            };
             let mut stdout = tokio::io::stdout();
-            let streamed = download::stream_into(opened, &mut stdout).await?;
-            tokio::io::AsyncWriteExt::flush(&mut stdout).await?;
+            let streamed = download::stream_into(opened, &mut stdout, transform.as_mut()).await?;
             output::note(format_args!(
                 "wrote {} bytes of s3://{}/{key} to stdout (sha256 {})",
                 streamed.raw_bytes, cfg.bucket, streamed.sha256
@@ -140,51 +151,42 @@ pub async fn restore_into(
         ));
     }
     let opened = download::open(client, &cfg.bucket, &cfg.prefix, key).await?;
-    let (tool, args): (&str, Vec<String>) = match opened.format {
-        DumpFormat::Plain => (
-            "psql",
-            vec![
-                "-X".into(),
-                "-q".into(),
-                "-v".into(),
-                "ON_ERROR_STOP=1".into(),
-                "--single-transaction".into(),
-            ],
-        ),
-        DumpFormat::Custom => (
-            "pg_restore",
-            vec![
-                "--single-transaction".into(),
-                "--exit-on-error".into(),
-                "--no-owner".into(),
-            ],
-        ),
+    let tool = match opened.format {
+        DumpFormat::Plain => "psql",
+        DumpFormat::Custom => "pg_restore",
     };
     let client_tool = pg_dump::choose_tool(tool, server.version, None, "PATH")?;
+    let (args, mut transform): (Vec<&str>, Box<dyn Transform + Send>) = match opened.format {
+        // No --single-transaction: psql would COMMIT at end of input, however it got there.
+        // The filter's own BEGIN and final COMMIT make the transaction.
+        DumpFormat::Plain => (
+            vec!["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+            Box::new(Filter::new(Mode::Psql {
+                restrict: has_restrict(client_tool.version),
+            })),
+        ),
+        DumpFormat::Custom => (
+            vec!["--single-transaction", "--exit-on-error", "--no-owner"],
+            Box::new(HoldBack::default()),
+        ),
+    };
     let mut child = tokio::process::Command::new(&client_tool.path)
         .args(&args)
         .arg(format!("--dbname={}", conn.dump_conninfo()))
         .envs(conn.password().map(|p| ("PGPASSWORD", p.to_string())))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", client_tool.path.display()))?;
     let mut stdin = child.stdin.take().context("client stdin")?;
-    let plain = opened.format == DumpFormat::Plain;
-    let checked = download::stream_into(opened, &mut stdin)
-        .await
-        .and_then(|s| {
-            // An incomplete plain dump must not be committed either.
-            if plain && !download::has_plain_trailer(&s.tail) {
-                bail!("{key} has no pg_dump completion trailer: the dump is incomplete");
-            }
-            Ok(s)
-        });
-    let streamed = match checked {
+    // The client's messages can quote the dump (a table name, a NOTICE): forwarded inert.
+    let stderr = Stderr::drain(child.stderr.take().context("client stderr")?, true);
+    let streamed = match download::stream_into(opened, &mut stdin, transform.as_mut()).await {
         Ok(s) => s,
         Err(e) => {
-            // Killed before end of input: psql/pg_restore never commit the transaction.
+            // Killed before it saw a COMMIT (or the archive's end): nothing is committed.
             let _ = child.start_kill();
             let _ = child.wait().await;
             return Err(e.context(format!("nothing was restored into `{}`", server.database)));
@@ -192,10 +194,12 @@ pub async fn restore_into(
     };
     drop(stdin);
     let status = child.wait().await?;
+    let detail = stderr.finish().await;
     if !status.success() {
         bail!(
-            "{tool} failed restoring {key} into `{}` ({status}); its transaction was rolled back",
-            server.database
+            "{tool} failed restoring {key} into `{}` ({}): {detail}; its transaction was rolled back",
+            server.database,
+            child::describe_status(status)
         );
     }
     Ok(Restored {
@@ -203,6 +207,20 @@ pub async fn restore_into(
         tables: count_tables(conn).await?,
         streamed,
     })
+}
+
+/// psql refuses every meta-command after `\restrict KEY` from these releases on (the
+/// August 2025 minor releases, and 18).
+pub fn has_restrict(psql: PgVersion) -> bool {
+    let minor = psql.0 % 100;
+    match psql.major() {
+        13 => minor >= 22,
+        14 => minor >= 19,
+        15 => minor >= 14,
+        16 => minor >= 10,
+        17 => minor >= 6,
+        m => m >= 18,
+    }
 }
 
 async fn count_tables(conn: &ConnInfo) -> Result<i64> {

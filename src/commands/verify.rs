@@ -1,16 +1,18 @@
 //! `verify`: stream a backup and check it is whole without restoring it: the sha256 matches the
 //! metadata, the gzip stream decodes fully (CRC and length), and the dump is complete (plain:
-//! pg_dump's completion trailer; custom: `pg_restore --list` reads it). Exit 0 good, 1 damaged.
+//! the restore's own filter accepts it, pg_dump's header and trailer included; custom:
+//! `pg_restore --list` reads it). Exit 0 good, 1 damaged or refused.
 
 use crate::child::Stderr;
 use crate::cli::VerifyArgs;
 use crate::commands::restore::{check_selection, restore_into, select_key};
 use crate::config::S3Config;
-use crate::download;
+use crate::download::{self, HoldBack};
 use crate::layout::DumpFormat;
 use crate::s3;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::{self, PgVersion};
+use crate::sql_filter::{Filter, Mode};
 use anyhow::{bail, Context, Result};
 use std::process::Stdio;
 
@@ -42,11 +44,9 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
     let has_sha = opened.expected_sha256.is_some();
     let streamed = match opened.format {
         DumpFormat::Plain => {
-            let streamed = download::stream_into(opened, &mut tokio::io::sink()).await?;
-            if !download::has_plain_trailer(&streamed.tail) {
-                bail!("{key} decodes, but the dump has no pg_dump completion trailer: it is incomplete");
-            }
-            streamed
+            // The same filter a restore runs: a dump it would refuse is not whole.
+            let mut filter = Filter::new(Mode::Check);
+            download::stream_into(opened, &mut tokio::io::sink(), &mut filter).await?
         }
         DumpFormat::Custom => {
             let version = opened
@@ -69,7 +69,8 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
             // `pg_restore --list` stops reading after the table of contents; the rest of the
             // object must still be read to check its gzip CRC and sha256.
             let mut stdin = UntilClosed { inner: Some(stdin) };
-            let streamed = download::stream_into(opened, &mut stdin).await;
+            let streamed =
+                download::stream_into(opened, &mut stdin, &mut HoldBack::default()).await;
             drop(stdin);
             let status = child.wait().await?;
             let detail = stderr.finish().await;
@@ -86,7 +87,7 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
         "no sha256 metadata to compare"
     };
     Ok(format!(
-        "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, gzip CRC and length good, dump complete, {sha_note}",
+        "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, gzip CRC and length good, dump complete and restorable, {sha_note}",
         cfg.bucket, streamed.stored_bytes, streamed.raw_bytes
     ))
 }

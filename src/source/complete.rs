@@ -38,6 +38,16 @@ impl Watch {
         self.total
     }
 
+    /// The first bytes seen (up to 1 KiB).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The last bytes seen (up to 4 KiB).
+    pub fn tail(&self) -> Vec<u8> {
+        self.tail.iter().copied().collect()
+    }
+
     /// `Ok` when the stream is a complete dump of `format`, else what is wrong with it.
     pub fn verdict(&self, format: DumpFormat) -> Result<(), String> {
         if self.total == 0 {

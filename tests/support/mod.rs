@@ -583,6 +583,25 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// pg_dump's plain-format header and trailer: a stand-in pg_dump's output must look like a
+/// complete dump, or the backup refuses to complete it.
+pub const DUMP_HEADER: &str = "--\n-- PostgreSQL database dump\n--\n";
+pub const DUMP_TRAILER: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
+
+/// A stand-in pg_dump (version 99.1) that writes pg_dump's header, then what the shell
+/// command `body` writes, then pg_dump's trailer.
+pub fn fake_pg_dump(body: &str) -> PathBuf {
+    script(
+        "pg_dump",
+        &format!(
+            "if [ \"$1\" = \"--version\" ]; then echo \"pg_dump (PostgreSQL) 99.1\"; exit 0; fi\n\
+             cat <<'EOF'\n{DUMP_HEADER}EOF\n\
+             {body}\n\
+             cat <<'EOF'\n{DUMP_TRAILER}EOF"
+        ),
+    )
+}
+
 /// Writes an executable shell script (a stand-in pg_dump) into a fresh directory.
 pub fn script(name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
