@@ -4,7 +4,7 @@
 //! value may appear in any output except in the `::add-mask::` lines that hide it.
 
 use crate::support::github::{jwt, FakeGitHub, SUB};
-use crate::support::{aws, script, unique, Done, Pg, Run, Store};
+use crate::support::{aws, unique, Done, Pg, Run, Store};
 
 const ACCOUNT: &str = "123456789012";
 
