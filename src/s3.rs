@@ -8,6 +8,7 @@ use crate::error::usage;
 use anyhow::Result;
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::error::CredentialsError;
@@ -40,7 +41,14 @@ pub async fn client(cfg: &S3Config) -> Result<Client> {
                 .with_max_attempts(MAX_ATTEMPTS)
                 .with_initial_backoff(INITIAL_BACKOFF),
         )
-        .timeout_config(attempt_timeout(cfg.request_timeout));
+        .timeout_config(attempt_timeout(cfg.request_timeout))
+        // The SDK fails a body that stalls for 5 s by default; --request-timeout is the
+        // documented limit for a stalled download (see `download`), so it is the SDK's too.
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(cfg.request_timeout)
+                .build(),
+        );
     if let Some(region) = &cfg.region {
         loader = loader.region(Region::new(region.clone()));
     } else if cfg.endpoint_url.is_some() {

@@ -24,7 +24,7 @@ fn s3_args(store: Store, bucket: &str) -> Vec<String> {
     .collect()
 }
 
-fn run(store: Store, cmd: &str, bucket: &str, extra: &[&str]) -> crate::support::Done {
+pub fn run(store: Store, cmd: &str, bucket: &str, extra: &[&str]) -> crate::support::Done {
     let mut args: Vec<String> = vec![cmd.to_string()];
     args.extend(s3_args(store, bucket));
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -36,7 +36,7 @@ fn run(store: Store, cmd: &str, bucket: &str, extra: &[&str]) -> crate::support:
         .run()
 }
 
-fn fixture_db() -> String {
+pub fn fixture_db() -> String {
     let db = unique("src");
     Pg::create_db(&db);
     Pg::psql_stdin(
@@ -132,7 +132,7 @@ async fn backup_then_restore_latest_gives_equal_data_on_both_stores() {
 }
 
 /// Uploads `body` as a plain backup of `db` with `sha256` metadata (defaults to the body's).
-async fn put_backup(
+pub async fn put_backup(
     store: Store,
     bucket: &str,
     db: &str,

@@ -12,3 +12,4 @@ mod faults;
 mod hostile;
 mod restore;
 mod retention;
+mod trust;

@@ -45,6 +45,9 @@ pub enum Fault {
     Delay(Duration),
     /// Forwards the request, relays the response head and half its body, then waits.
     StallBody(Duration),
+    /// Relays all but the last N bytes of the response body, then waits before the rest
+    /// (a gzip object's 8-byte trailer, say).
+    StallBodyEnd(usize, Duration),
     /// The inner fault on the rule's Nth request and on every later one.
     Always(Box<Fault>),
 }
@@ -402,12 +405,16 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
     }
     out.push_str("Connection: close\r\n\r\n");
     writer.write_all(out.as_bytes())?;
-    if let Some(Fault::StallBody(d)) = fault {
-        let half = resp_body.len() / 2;
-        writer.write_all(&resp_body[..half])?;
+    let stall = match fault {
+        Some(Fault::StallBody(d)) => Some((resp_body.len() / 2, d)),
+        Some(Fault::StallBodyEnd(n, d)) => Some((resp_body.len().saturating_sub(n), d)),
+        _ => None,
+    };
+    if let Some((at, d)) = stall {
+        writer.write_all(&resp_body[..at])?;
         writer.flush()?;
         thread::sleep(d);
-        writer.write_all(&resp_body[half..])?;
+        writer.write_all(&resp_body[at..])?;
         writer.flush()?;
         return Ok(());
     }
