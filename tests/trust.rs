@@ -419,6 +419,10 @@ fn count(db: &str, sql: &str) -> String {
     Pg::psql(&Pg::url(db), sql)
 }
 
+/// A damaged object: what, its bytes, its sha256 metadata, whether its end comes late, and
+/// what the error must name.
+type Damage<'a> = (&'a str, Vec<u8>, Option<&'a str>, bool, &'a str);
+
 #[tokio::test]
 async fn a_restore_is_all_or_nothing_with_large_objects_when_damage_shows_only_at_the_end() {
     let db = database_with_large_objects();
@@ -452,7 +456,7 @@ async fn a_restore_is_all_or_nothing_with_large_objects_when_damage_shows_only_a
             let crc = bad_crc.len() - 8;
             bad_crc[crc] ^= 0xff;
             let zeros = "0".repeat(64);
-            let cases: [(&str, Vec<u8>, Option<&str>, bool, &str); 2] = [
+            let cases: [Damage; 2] = [
                 ("bad CRC", bad_crc, None, false, "gzip"),
                 (
                     "bad sha256, slow end",
