@@ -104,6 +104,21 @@ fn hostile_input_is_one_line_exit_2_and_sends_nothing() {
             vec!["--pg-dump-arg=--file=/tmp/x"],
             "--pg-dump-arg `--file=/tmp/x`",
         ),
+        // ... in every spelling getopt_long takes: bundled short options, attached values,
+        // abbreviations, a detached value, positional arguments.
+        (vec!["--pg-dump-arg=-vf/tmp/x"], "(--file)"),
+        (vec!["--pg-dump-arg=-f", "--pg-dump-arg=/tmp/x"], "(--file)"),
+        (vec!["--pg-dump-arg=--fo=t"], "(--format)"),
+        (vec!["--pg-dump-arg=-Ft"], "(--format)"),
+        (vec!["--pg-dump-arg=--compr=9"], "(--compress)"),
+        (vec!["--pg-dump-arg=-Z0"], "(--compress)"),
+        (vec!["--pg-dump-arg=--fi=/tmp/x"], "ambiguous"),
+        (vec!["--pg-dump-arg=-hevil.example.com"], "(--host)"),
+        (vec!["--pg-dump-arg=--dbn=other"], "(--dbname)"),
+        (vec!["--pg-dump-arg=otherdb"], "database to dump"),
+        (vec!["--pg-dump-arg=--"], "`--`"),
+        (vec!["--pg-dump-arg=--exclude-table"], "needs a value"),
+        (vec!["--pg-dump-arg=--bogus"], "no option --bogus"),
         // Roles and audiences.
         (
             vec!["--role-to-assume", "arn:aws:iam::123:role/x"],

@@ -878,3 +878,151 @@ fn a_password_that_breaks_the_url_is_masked_and_never_printed() {
         }
     }
 }
+
+/// Differential: whatever the filter lets through, real psql runs no meta-command in it. The
+/// inputs are pg_dump's header and trailer around random sequences of the pieces that move
+/// psql's lexer (quotes of every kind, comments, dollar quotes, continuations, COPY, BEGIN
+/// ATOMIC, variables, CR) and meta-commands that would leave a file behind. psql runs without
+/// ON_ERROR_STOP and without `\restrict`, so it lexes everything and only the filter stands
+/// between the input and a meta-command.
+#[test]
+fn whatever_the_filter_passes_psql_runs_no_meta_command_in() {
+    use pg_s3_backup::sql_filter::{Filter, Mode};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::io::Write;
+
+    let dir = std::env::temp_dir().join(unique("differential"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The server runs as another user: only psql, run by this user, can write here.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let marker = dir.join("m").display().to_string();
+    let db = unique("differential");
+    Pg::create_db(&db);
+    Pg::psql(&Pg::url(&db), "CREATE TABLE t (a text)");
+    let metas = [
+        format!("\\! touch {marker}"),
+        format!("\\o {marker}"),
+        format!("\\w {marker}"),
+    ];
+    let mut pieces: Vec<String> = [
+        "'",
+        "E'",
+        "U&'",
+        "B'",
+        "\\",
+        "\\\\",
+        "$$",
+        "$a$",
+        "--",
+        "/*",
+        "*/",
+        "\"",
+        ";",
+        "\n",
+        "\r",
+        "\r\n",
+        " ",
+        "x",
+        "1",
+        ".",
+        "e",
+        "(",
+        ")",
+        "''",
+        ":x",
+        "::",
+        ":'x'",
+        "COPY t (a) FROM stdin;\n",
+        "\\.\n",
+        "\\N",
+        "BEGIN",
+        "BEGIN;",
+        "COMMIT;",
+        "END",
+        "CASE",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC ",
+        "SELECT ",
+        "SET standard_conforming_strings = off;\n",
+        "SET standard_conforming_strings = on;\n",
+        "\\restrict k\n",
+        "'a\\' ",
+        "'\\\\' ",
+        "E'\\'' ",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for m in &metas {
+        pieces.push(format!("{m}\n"));
+        pieces.push(m.clone());
+    }
+    let strategy =
+        proptest::collection::vec(prop::sample::select(pieces), 1..30).prop_map(|v| v.concat());
+    let header = "--\n-- PostgreSQL database dump\n--\n\n";
+    let trailer = "\n--\n-- PostgreSQL database dump complete\n--\n\n";
+    let mut runner = TestRunner::new(Config {
+        cases: 4000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let passed = std::cell::Cell::new(0);
+    // Some(description) when psql ran a meta-command in what the filter let through.
+    let check = |body: &str| -> Option<String> {
+        let _ = std::fs::remove_file(&marker);
+        let input = format!("{header}{body}\n;\n{trailer}");
+        let mut filter = Filter::new(Mode::Psql { restrict: false });
+        let mut out = Vec::new();
+        if filter.push(input.as_bytes(), &mut out).is_err() || filter.finish(&mut out).is_err() {
+            return None;
+        }
+        passed.set(passed.get() + 1);
+        let mut psql = std::process::Command::new(Pg::bin("psql"))
+            .args(["-X", "-q", "-d", &Pg::url(&db)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        psql.stdin.take().unwrap().write_all(&out).unwrap();
+        psql.wait().unwrap();
+        Path::new(&marker).exists().then(|| {
+            format!(
+                "psql ran a meta-command the filter passed; input:\n{input:?}\nfiltered:\n{:?}",
+                String::from_utf8_lossy(&out)
+            )
+        })
+    };
+    // Known ways to make psql end a quoted region where a naive reader would not.
+    for body in [
+        format!("SET standard_conforming_strings = off;\nSELECT 'a\\' , '\\! touch {marker}\n' ;"),
+        format!("SELECT 'x'\n'\\! touch {marker}\n';"),
+        format!("SELECT 'x' -- c\n'\\! touch {marker}\n';"),
+        format!("SELECT /* /* */ \\! touch {marker}\n */ 1;"),
+        format!("SELECT $a$ $b$ \\! touch {marker}\n $a$;"),
+        format!("SELECT E'a\\' , '\\! touch {marker}\n' ;"),
+        format!("SELECT U&'a\\' , '\\! touch {marker}\n' ;"),
+        format!("SELECT \"a\"\"\\! touch {marker}\n\";"),
+        format!("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nCOPY t (a) FROM stdin;\n\\! touch {marker}\n\\.\n"),
+    ] {
+        if let Some(failure) = check(&body) {
+            panic!("{failure}");
+        }
+    }
+    let result = runner.run(&strategy, |body| {
+        if let Some(failure) = check(&body) {
+            return Err(proptest::test_runner::TestCaseError::fail(failure));
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!("{} inputs reached psql", passed.get());
+    // The test means something only if many inputs got through to psql.
+    assert!(
+        passed.get() > 30,
+        "only {} inputs reached psql",
+        passed.get()
+    );
+}
