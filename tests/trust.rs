@@ -1026,3 +1026,42 @@ fn whatever_the_filter_passes_psql_runs_no_meta_command_in() {
         passed.get()
     );
 }
+
+#[tokio::test]
+async fn what_pg_dump_writes_passes_the_filter_in_every_dump_style() {
+    let db = unique("zoo");
+    Pg::create_db(&db);
+    Pg::psql_stdin(&Pg::url(&db), include_str!("fixtures/zoo.sql").as_bytes());
+    let store = Store::S3sFs;
+    let bucket = store.bucket("zoo").await;
+    for style in [
+        &[][..],
+        &["--pg-dump-arg=--inserts"],
+        &[
+            "--pg-dump-arg=--column-inserts",
+            "--pg-dump-arg=--rows-per-insert=2",
+        ],
+        &["--pg-dump-arg=--disable-dollar-quoting"],
+        &["--pg-dump-arg=--quote-all-identifiers"],
+        &["--pg-dump-arg=--clean", "--pg-dump-arg=--if-exists"],
+        &["--format", "custom"],
+    ] {
+        let json = Run::backup(store, &bucket, &Pg::url(&db), style).run().ok();
+        let key = json["key"].as_str().unwrap();
+        run(store, "verify", &bucket, &["--key", key]).ok_plain();
+        let target = unique("zoo-restored");
+        Pg::create_db(&target);
+        run(
+            store,
+            "restore",
+            &bucket,
+            &["--key", key, "--target-url", &Pg::url(&target)],
+        )
+        .ok_plain();
+        assert_eq!(
+            Pg::canonical_dump(&target),
+            Pg::canonical_dump(&db),
+            "{style:?}: the restore differs"
+        );
+    }
+}
