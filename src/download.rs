@@ -1,17 +1,20 @@
 //! The reverse pipeline for `restore` and `verify`: GetObject body → sha256 of the stored bytes
-//! → gzip decoding (CRC and length checked by the decoder) → a [`Transform`] (the psql filter,
-//! or a hold-back of the last bytes) → any async writer. Never holds the object in memory or on
-//! disk. The transform's last output (the final COMMIT, the held-back end of an archive) is
-//! written only after the gzip trailer and the sha256 were checked, so a client fed from here
-//! cannot finish a restore of a damaged object, even if this process is killed. A body that
-//! stops arriving for `--request-timeout` fails instead of hanging.
+//! → gzip decoding (CRC and length checked by the decoder) → a [`Sink`]: the statements applied
+//! to a target database, a checked copy on stdout, or a client's stdin. Never holds the object
+//! in memory or on disk. A sink's `finish` (the COMMIT, the held-back end of an archive) runs
+//! only after the gzip trailer and the sha256 were checked, so nothing fed from here can finish
+//! a restore of a damaged object, even if this process is killed. A body that stops arriving
+//! for `--request-timeout` fails instead of hanging.
 
 use crate::layout::{BackupId, DumpFormat};
 use crate::s3::{self, describe};
+use crate::sql_script::{Event, Script};
+use crate::target::Target;
 use anyhow::{bail, Context, Result};
 use async_compression::tokio::bufread::GzipDecoder;
 use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -20,86 +23,161 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, R
 /// Bytes of a custom-format archive held back until everything is checked: pg_restore cannot
 /// finish (and commit) without the archive's last bytes.
 const HOLD_BACK: usize = 64 * 1024;
+/// After a sink refuses the dump, the object is read on for this much more to find out whether
+/// it is damaged (a flipped bit decodes to garbage a script refuses): damage is the cause then.
+const READ_ON_AFTER_REFUSAL: u64 = 64 << 20;
 
-/// What stands between the decoded dump and the writer.
-pub trait Transform {
-    /// Turns decoded bytes into bytes to write.
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()>;
-    /// The stream ended and its gzip CRC, length and sha256 were checked: the last bytes.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()>;
+/// Where the decoded dump goes.
+pub trait Sink {
+    /// Decoded bytes of the dump, in order.
+    fn feed(&mut self, decoded: &[u8]) -> impl Future<Output = Result<()>>;
+    /// The stream ended and its gzip CRC, length and sha256 were checked.
+    fn finish(&mut self) -> impl Future<Output = Result<()>>;
 }
 
-/// The plain-dump filter (see `sql_filter`).
-impl Transform for crate::sql_filter::Filter {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        crate::sql_filter::Filter::push(self, input, out).map_err(refused)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        crate::sql_filter::Filter::finish(self, out).map_err(refused)
-    }
-}
-
-fn refused(r: crate::sql_filter::Refused) -> anyhow::Error {
+fn refused(r: crate::sql_script::Refused) -> anyhow::Error {
     anyhow::anyhow!("it is not a dump pg-s3-backup restores: {r}")
 }
 
-/// Writes the dump as stored, each chunk only once the filter accepted it (so nothing it
-/// refuses is ever written), holding back the end until everything is checked: for `restore
-/// --output -` of a plain dump.
-pub struct Checked {
-    filter: crate::sql_filter::Filter,
-    hold: HoldBack,
-    scratch: Vec<u8>,
+/// Writes to `out`, holding back the last 64 KiB until `finish` when `hold` is set.
+pub struct Writer<W> {
+    out: W,
+    hold: Option<Vec<u8>>,
 }
 
-impl Checked {
-    pub fn new() -> Self {
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    pub fn new(out: W, hold: bool) -> Self {
         Self {
-            filter: crate::sql_filter::Filter::new(crate::sql_filter::Mode::Check),
-            hold: HoldBack::default(),
-            scratch: Vec::new(),
+            out,
+            hold: hold.then(Vec::new),
         }
     }
-}
 
-impl Default for Checked {
-    fn default() -> Self {
-        Self::new()
+    pub fn into_inner(self) -> W {
+        self.out
     }
 }
 
-impl Transform for Checked {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        Transform::push(&mut self.filter, input, &mut self.scratch)?;
-        self.scratch.clear();
-        self.hold.push(input, out)
+impl<W: AsyncWrite + Unpin> Sink for Writer<W> {
+    async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
+        let write = match &mut self.hold {
+            None => decoded.to_vec(),
+            Some(held) => {
+                held.extend_from_slice(decoded);
+                if held.len() <= 2 * HOLD_BACK {
+                    return Ok(());
+                }
+                held.drain(..held.len() - HOLD_BACK).collect()
+            }
+        };
+        self.out
+            .write_all(&write)
+            .await
+            .context("writing the restored dump")
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        Transform::finish(&mut self.filter, &mut self.scratch)?;
-        self.hold.finish(out)
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(held) = self.hold.take() {
+            self.out
+                .write_all(&held)
+                .await
+                .context("writing the restored dump")?;
+        }
+        self.out.flush().await.context("writing the restored dump")
     }
 }
 
-/// Passes everything but the last [`HOLD_BACK`] bytes, which `finish` releases.
+/// Reads a plain dump as `sql_script` does, and only checks it (`verify`).
 #[derive(Default)]
-pub struct HoldBack {
-    held: Vec<u8>,
+pub struct Check {
+    script: Script,
+    events: Vec<Event>,
 }
 
-impl Transform for HoldBack {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.held.extend_from_slice(input);
-        if self.held.len() > 2 * HOLD_BACK {
-            let release = self.held.len() - HOLD_BACK;
-            out.extend(self.held.drain(..release));
-        }
+impl Sink for Check {
+    async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
+        self.script
+            .push(decoded, &mut self.events)
+            .map_err(refused)?;
+        self.events.clear();
         Ok(())
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        out.append(&mut self.held);
+    async fn finish(&mut self) -> Result<()> {
+        self.script.finish(&mut self.events).map_err(refused)
+    }
+}
+
+/// The dump as stored, each piece written only once the restore's script reader accepted it
+/// (so nothing it refuses is written), and the end only once everything is checked: `restore
+/// --output -` of a plain dump.
+pub struct Checked<W> {
+    check: Check,
+    writer: Writer<W>,
+}
+
+impl<W: AsyncWrite + Unpin> Checked<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            check: Check::default(),
+            writer: Writer::new(out, true),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sink for Checked<W> {
+    async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
+        self.check.feed(decoded).await?;
+        self.writer.feed(decoded).await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.check.finish().await?;
+        self.writer.finish().await
+    }
+}
+
+/// A plain dump applied to a target database, statement by statement, in one transaction that
+/// commits in `finish`.
+pub struct Apply {
+    script: Script,
+    events: Vec<Event>,
+    target: Option<Target>,
+    pub statements: u64,
+}
+
+impl Apply {
+    pub fn new(target: Target) -> Self {
+        Self {
+            script: Script::new(),
+            events: Vec::new(),
+            target: Some(target),
+            statements: 0,
+        }
+    }
+
+    async fn drain(&mut self) -> Result<()> {
+        let target = self.target.as_mut().context("the restore already ended")?;
+        for event in self.events.drain(..) {
+            target.apply(event).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Apply {
+    async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
+        self.script
+            .push(decoded, &mut self.events)
+            .map_err(refused)?;
+        self.drain().await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.script.finish(&mut self.events).map_err(refused)?;
+        self.drain().await?;
+        let target = self.target.take().context("the restore already ended")?;
+        self.statements = target.commit().await?;
         Ok(())
     }
 }
@@ -153,15 +231,10 @@ pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Res
     })
 }
 
-/// Streams the decompressed dump through `transform` into `out`. Fails, naming the problem, on a
-/// damaged gzip stream (bad CRC or length, truncation), a sha256 that differs from the
-/// metadata, or a refusal of the transform; the transform's final bytes are written only when
-/// all of them passed.
-pub async fn stream_into<W: AsyncWrite + Unpin>(
-    opened: Opened,
-    out: &mut W,
-    transform: &mut dyn Transform,
-) -> Result<Streamed> {
+/// Streams the decompressed dump into `sink`. Fails, naming the problem, on a damaged gzip
+/// stream (bad CRC or length, truncation), a sha256 that differs from the metadata, or a
+/// refusal of the sink; the sink's `finish` runs only when all of them passed.
+pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Streamed> {
     let mut hashing = Hashing {
         inner: opened.body.into_async_read(),
         hasher: Sha256::new(),
@@ -171,10 +244,9 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
         waiting: false,
     };
     let mut raw_bytes = 0u64;
-    let mut output = Vec::new();
-    // A refusal stops the writing at once, but the object is still read to its end: if it is
-    // damaged, that is the cause to report (a flipped bit decodes to garbage the filter refuses).
-    let mut refused: Option<anyhow::Error> = None;
+    // A refusal stops the feeding at once, but the object is read on a little: if it is
+    // damaged, that is the cause to report (a flipped bit decodes to garbage a script refuses).
+    let mut refused: Option<(anyhow::Error, u64)> = None;
     {
         let mut decoder = GzipDecoder::new(BufReader::new(&mut hashing));
         let mut buf = vec![0u8; 256 * 1024];
@@ -193,17 +265,16 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
                 break;
             }
             raw_bytes += n as u64;
-            if refused.is_some() {
+            if let Some((e, at)) = refused.take() {
+                if raw_bytes - at > READ_ON_AFTER_REFUSAL {
+                    return Err(e);
+                }
+                refused = Some((e, at));
                 continue;
             }
-            if let Err(e) = transform.push(&buf[..n], &mut output) {
-                refused = Some(e.context(format!("{} was refused", opened.key)));
-                continue;
+            if let Err(e) = sink.feed(&buf[..n]).await {
+                refused = Some((e.context(opened.key.clone()), raw_bytes));
             }
-            out.write_all(&output)
-                .await
-                .context("writing the restored dump")?;
-            output.clear();
         }
     }
     // Bytes after the gzip member would be ignored by the decoder; a backup has none.
@@ -221,16 +292,10 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
         }
         _ => {}
     }
-    if let Some(e) = refused {
+    if let Some((e, _)) = refused {
         return Err(e);
     }
-    transform
-        .finish(&mut output)
-        .with_context(|| format!("{} was refused", opened.key))?;
-    out.write_all(&output)
-        .await
-        .context("writing the restored dump")?;
-    out.flush().await.context("writing the restored dump")?;
+    sink.finish().await.context(opened.key.clone())?;
     Ok(Streamed {
         stored_bytes: hashing.bytes,
         raw_bytes,

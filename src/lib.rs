@@ -19,6 +19,7 @@ pub mod retention;
 pub mod s3;
 pub mod signals;
 pub mod source;
-pub mod sql_filter;
+pub mod sql_script;
 pub mod store;
+pub mod target;
 pub mod upload;

@@ -24,8 +24,9 @@ fn run() -> anyhow::Result<()> {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // --help and --version
-            print!("{e}");
+            // --help and --version; a closed pipe (`--help | head`) is not an error.
+            use std::io::Write;
+            let _ = write!(std::io::stdout(), "{}", e.render());
             return Ok(());
         }
         Err(e) => return Err(error::UsageError(clap_one_line(&e)).into()),

@@ -40,6 +40,8 @@ pub struct Listed {
     pub id: BackupId,
     pub key: String,
     pub size: u64,
+    /// When the store says the object was written, if it says.
+    pub stored: Option<DateTime<Utc>>,
 }
 
 /// This tool's backups under `prefix` (of one database, or all), newest first. Objects whose
@@ -56,23 +58,35 @@ pub async fn list_backups(
         None => prefix.to_string(),
     };
     let mut found = Vec::new();
-    for (key, size) in list_objects(client, bucket, &list_prefix).await? {
+    for (key, size, stored) in list_objects(client, bucket, &list_prefix).await? {
         let Some(id) = BackupId::parse(prefix, &key) else {
             continue;
         };
         if database.is_some_and(|db| db != id.database) {
             continue;
         }
-        found.push(Listed { id, key, size });
+        found.push(Listed {
+            id,
+            key,
+            size,
+            stored,
+        });
     }
     found.sort_by(|a, b| (b.id.time, b.id.seq, &b.key).cmp(&(a.id.time, a.id.seq, &a.key)));
     Ok(found)
 }
 
-/// Splits backups (newest first) into those up to now and those from the future (later than
-/// now plus the tolerance, see `clock`): a future key is never "the newest backup".
+/// Splits backups (newest first) into those up to now and those from the future (see
+/// `clock`): dated later than now plus the tolerance, or later than the store says the object
+/// was written (a backup's key is named when it starts, and stored when it ends). A future key
+/// is never "the newest backup".
 pub fn split_future(listed: Vec<Listed>, now: &crate::clock::Now) -> (Vec<Listed>, Vec<Listed>) {
-    listed.into_iter().partition(|l| !now.is_future(l.id.time))
+    listed.into_iter().partition(|l| {
+        let after_stored = l
+            .stored
+            .is_some_and(|stored| l.id.time > stored + crate::clock::TOLERANCE);
+        !now.is_future(l.id.time) && !after_stored
+    })
 }
 
 /// Every object under `list_prefix`: key and size, following ListObjectsV2 pagination. A
@@ -81,7 +95,7 @@ async fn list_objects(
     client: &Client,
     bucket: &str,
     list_prefix: &str,
-) -> Result<Vec<(String, u64)>> {
+) -> Result<Vec<(String, u64, Option<DateTime<Utc>>)>> {
     let mut pages = client
         .list_objects_v2()
         .bucket(bucket)
@@ -102,7 +116,14 @@ async fn list_objects(
         })?;
         for object in page.contents() {
             if let Some(key) = object.key() {
-                objects.push((key.to_string(), object.size().unwrap_or(0).max(0) as u64));
+                let stored = object
+                    .last_modified()
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
+                objects.push((
+                    key.to_string(),
+                    object.size().unwrap_or(0).max(0) as u64,
+                    stored,
+                ));
             }
         }
     }
@@ -217,7 +238,7 @@ pub async fn stale_locks(
     before: DateTime<Utc>,
 ) -> Result<Vec<String>> {
     let mut stale = Vec::new();
-    for (key, _) in list_objects(client, bucket, prefix).await? {
+    for (key, _, _) in list_objects(client, bucket, prefix).await? {
         if BackupId::parse_lock(prefix, &key).is_some_and(|id| id.time < before) {
             stale.push(key);
         }
@@ -304,5 +325,43 @@ pub async fn abort_stale_uploads(
         }
         key_marker = resp.next_key_marker().map(String::from);
         id_marker = resp.next_upload_id_marker().map(String::from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Now;
+    use crate::layout::DumpFormat;
+    use chrono::TimeZone;
+
+    fn listed(time: DateTime<Utc>, stored: Option<DateTime<Utc>>) -> Listed {
+        let id = BackupId::new("app", time, DumpFormat::Plain);
+        Listed {
+            key: id.key(""),
+            id,
+            size: 1,
+            stored,
+        }
+    }
+
+    #[test]
+    fn a_key_dated_after_its_object_was_stored_is_from_the_future() {
+        let at = |h| Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
+        let now = Now {
+            runner: at(12),
+            store: Some(at(12)),
+        };
+        let (real, future) = split_future(
+            vec![
+                listed(at(3), Some(at(4))),
+                listed(at(3), None),
+                listed(at(11), Some(at(3))),
+                listed(at(15), Some(at(11))),
+            ],
+            &now,
+        );
+        assert_eq!(real.len(), 2);
+        assert_eq!(future.len(), 2);
     }
 }

@@ -1,26 +1,27 @@
-//! `restore`: stream a backup (GetObject → sha256 → gzip decode) into psql or pg_restore,
-//! chosen by the target server's major version, or to stdout with `--output -`. All or
-//! nothing: a plain dump reaches psql only through `sql_filter`, which runs it in one
-//! transaction whose COMMIT is sent only after every check passed (no meta-command gets
-//! through); a custom archive's last bytes are held back from pg_restore (`--single-transaction`)
-//! until then. A damaged or refused object kills the client, and a client that reaches end of
-//! input early (this process killed) cannot commit either.
+//! `restore`: stream a backup (GetObject → sha256 → gzip decode) into a database, or to
+//! stdout with `--output -`. All or nothing, and no code but the dump's SQL: no psql runs.
+//! `sql_script` splits the dump into statements (refusing meta-commands, transaction control
+//! and other COPYs), `target` applies each alone over the extended protocol in one
+//! transaction, and the COMMIT comes only after every check passed. A custom archive is first
+//! turned into that script by `pg_restore --file=-`. A damaged or refused object, or this
+//! process being killed, leaves the target as it was.
 
 use crate::child::{self, Stderr};
 use crate::cli::{RestoreArgs, Selection};
 use crate::clock::Now;
 use crate::config::S3Config;
-use crate::download::{self, Checked, HoldBack, Streamed, Transform};
+use crate::download::{self, Apply, Checked, Sink, Streamed, Writer};
 use crate::error::usage;
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::PgVersion;
 use crate::source::{pg_dump, preflight};
-use crate::sql_filter::{Filter, Mode};
+use crate::target::Target;
 use crate::{output, s3, store};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::process::Stdio;
+use tokio::io::AsyncReadExt;
 
 pub async fn run(args: &RestoreArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
@@ -38,13 +39,22 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
         None => {
             let opened = download::open(&client, &cfg.bucket, &cfg.prefix, &key).await?;
             // The dump as stored, for your own tools: a plain dump only as far as the restore's
-            // filter accepts it, and the end of either format only once everything is checked.
-            let mut transform: Box<dyn Transform + Send> = match opened.format {
-                DumpFormat::Plain => Box::new(Checked::new()),
-                DumpFormat::Custom => Box::new(HoldBack::default()),
+            // script reader accepts it, and the end of either format only once everything is
+            // checked.
+            if opened.format == DumpFormat::Plain {
+                output::note(
+                    "note: this is the dump as stored; psql runs any meta-command in a script it reads, so feed an object you did not write to `restore --target-url`, which runs none",
+                );
+            }
+            let stdout = tokio::io::stdout();
+            let streamed = match opened.format {
+                DumpFormat::Plain => {
+                    download::stream_into(opened, &mut Checked::new(stdout)).await?
+                }
+                DumpFormat::Custom => {
+                    download::stream_into(opened, &mut Writer::new(stdout, true)).await?
+                }
             };
-            let mut stdout = tokio::io::stdout();
-            let streamed = download::stream_into(opened, &mut stdout, transform.as_mut()).await?;
             output::note(format_args!(
                 "wrote {} bytes of s3://{}/{key} to stdout (sha256 {})",
                 streamed.raw_bytes, cfg.bucket, streamed.sha256
@@ -130,6 +140,8 @@ pub async fn select_key(
 pub struct Restored {
     pub database: String,
     pub tables: i64,
+    /// Statements and COPY blocks applied.
+    pub statements: u64,
     pub streamed: Streamed,
 }
 
@@ -151,76 +163,83 @@ pub async fn restore_into(
         ));
     }
     let opened = download::open(client, &cfg.bucket, &cfg.prefix, key).await?;
-    let tool = match opened.format {
-        DumpFormat::Plain => "psql",
-        DumpFormat::Custom => "pg_restore",
-    };
-    let client_tool = pg_dump::choose_tool(tool, server.version, None, "PATH")?;
-    let (args, mut transform): (Vec<&str>, Box<dyn Transform + Send>) = match opened.format {
-        // No --single-transaction: psql would COMMIT at end of input, however it got there.
-        // The filter's own BEGIN and final COMMIT make the transaction.
-        DumpFormat::Plain => (
-            vec!["-X", "-q", "-v", "ON_ERROR_STOP=1"],
-            Box::new(Filter::new(Mode::Psql {
-                restrict: has_restrict(client_tool.version),
-            })),
-        ),
-        DumpFormat::Custom => (
-            vec!["--single-transaction", "--exit-on-error", "--no-owner"],
-            Box::new(HoldBack::default()),
-        ),
-    };
-    let mut child = tokio::process::Command::new(&client_tool.path)
-        .args(&args)
-        .arg(format!("--dbname={}", conn.dump_conninfo()))
-        .envs(conn.password().map(|p| ("PGPASSWORD", p.to_string())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", client_tool.path.display()))?;
-    let mut stdin = child.stdin.take().context("client stdin")?;
-    // The client's messages can quote the dump (a table name, a NOTICE): forwarded inert.
-    let stderr = Stderr::drain(child.stderr.take().context("client stderr")?, true);
-    let streamed = match download::stream_into(opened, &mut stdin, transform.as_mut()).await {
-        Ok(s) => s,
-        Err(e) => {
-            // Killed before it saw a COMMIT (or the archive's end): nothing is committed.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            return Err(e.context(format!("nothing was restored into `{}`", server.database)));
+    let target = Target::begin(conn).await?;
+    let nothing = || format!("nothing was restored into `{}`", server.database);
+    let (streamed, statements) = match opened.format {
+        DumpFormat::Plain => {
+            let mut apply = Apply::new(target);
+            let streamed = download::stream_into(opened, &mut apply)
+                .await
+                .with_context(nothing)?;
+            (streamed, apply.statements)
         }
+        DumpFormat::Custom => restore_archive(opened, target, server.version)
+            .await
+            .with_context(nothing)?,
     };
-    drop(stdin);
-    let status = child.wait().await?;
-    let detail = stderr.finish().await;
-    if !status.success() {
-        bail!(
-            "{tool} failed restoring {key} into `{}` ({}): {detail}; its transaction was rolled back",
-            server.database,
-            child::describe_status(status)
-        );
-    }
     Ok(Restored {
         database: server.database,
         tables: count_tables(conn).await?,
+        statements,
         streamed,
     })
 }
 
-/// psql refuses every meta-command after `\restrict KEY` from these releases on (the
-/// August 2025 minor releases, and 18).
-pub fn has_restrict(psql: PgVersion) -> bool {
-    let minor = psql.0 % 100;
-    match psql.major() {
-        13 => minor >= 22,
-        14 => minor >= 19,
-        15 => minor >= 14,
-        16 => minor >= 10,
-        17 => minor >= 6,
-        m => m >= 18,
+/// A custom archive: `pg_restore --file=-` turns it into the plain script pg_dump would have
+/// written (no connection of its own; a TOC entry's SQL is text like any other), and that
+/// script is applied like a plain dump. The COMMIT waits for the object's checks, pg_restore's
+/// exit status and the script's end.
+async fn restore_archive(
+    opened: download::Opened,
+    target: Target,
+    server: PgVersion,
+) -> Result<(Streamed, u64)> {
+    let tool = pg_dump::choose_tool("pg_restore", server, None, "PATH")?;
+    let mut child = tokio::process::Command::new(&tool.path)
+        .args(["--no-owner", "--file=-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", tool.path.display()))?;
+    let stdin = child.stdin.take().context("pg_restore stdin")?;
+    let mut stdout = child.stdout.take().context("pg_restore stdout")?;
+    // Its messages can quote the archive: forwarded inert.
+    let stderr = Stderr::drain(child.stderr.take().context("pg_restore stderr")?, true);
+    let mut apply = Apply::new(target);
+    let download = async {
+        let mut writer = Writer::new(stdin, false);
+        let streamed = download::stream_into(opened, &mut writer).await;
+        // End of input for pg_restore, so that it finishes.
+        drop(writer.into_inner());
+        streamed
+    };
+    let convert = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = stdout
+                .read(&mut buf)
+                .await
+                .context("reading pg_restore's script")?;
+            if n == 0 {
+                return anyhow::Ok(());
+            }
+            apply.feed(&buf[..n]).await?;
+        }
+    };
+    let (streamed, ()) = tokio::try_join!(download, convert)?;
+    let status = child.wait().await?;
+    let detail = stderr.finish().await;
+    if !status.success() {
+        bail!(
+            "pg_restore `{}` {} reading the archive: {detail}",
+            tool.path.display(),
+            child::describe_status(status)
+        );
     }
+    apply.finish().await?;
+    Ok((streamed, apply.statements))
 }
 
 async fn count_tables(conn: &ConnInfo) -> Result<i64> {

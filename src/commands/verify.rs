@@ -1,18 +1,17 @@
 //! `verify`: stream a backup and check it is whole without restoring it: the sha256 matches the
 //! metadata, the gzip stream decodes fully (CRC and length), and the dump is complete (plain:
-//! the restore's own filter accepts it, pg_dump's header and trailer included; custom:
+//! the restore's own script reader accepts it, pg_dump's header and trailer included; custom:
 //! `pg_restore --list` reads it). Exit 0 good, 1 damaged or refused.
 
 use crate::child::Stderr;
 use crate::cli::VerifyArgs;
 use crate::commands::restore::{check_selection, restore_into, select_key};
 use crate::config::S3Config;
-use crate::download::{self, HoldBack};
+use crate::download::{self, Check, Writer};
 use crate::layout::DumpFormat;
 use crate::s3;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::{self, PgVersion};
-use crate::sql_filter::{Filter, Mode};
 use anyhow::{bail, Context, Result};
 use std::process::Stdio;
 
@@ -44,9 +43,8 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
     let has_sha = opened.expected_sha256.is_some();
     let streamed = match opened.format {
         DumpFormat::Plain => {
-            // The same filter a restore runs: a dump it would refuse is not whole.
-            let mut filter = Filter::new(Mode::Check);
-            download::stream_into(opened, &mut tokio::io::sink(), &mut filter).await?
+            // The same reading a restore does: a dump it would refuse is not whole.
+            download::stream_into(opened, &mut Check::default()).await?
         }
         DumpFormat::Custom => {
             let version = opened
@@ -68,10 +66,9 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
             let stderr = Stderr::drain(child.stderr.take().context("pg_restore stderr")?, false);
             // `pg_restore --list` stops reading after the table of contents; the rest of the
             // object must still be read to check its gzip CRC and sha256.
-            let mut stdin = UntilClosed { inner: Some(stdin) };
-            let streamed =
-                download::stream_into(opened, &mut stdin, &mut HoldBack::default()).await;
-            drop(stdin);
+            let mut writer = Writer::new(UntilClosed { inner: Some(stdin) }, false);
+            let streamed = download::stream_into(opened, &mut writer).await;
+            drop(writer);
             let status = child.wait().await?;
             let detail = stderr.finish().await;
             let streamed = streamed?;

@@ -333,6 +333,19 @@ pub fn password_candidates(conn: &str) -> Vec<String> {
                 add(password);
             }
         }
+        // `?password=...` in the query string.
+        if let Some((_, query)) = rest.split_once('?') {
+            for param in query.split('&') {
+                if let Some(value) = param.strip_prefix("password=") {
+                    add(value);
+                }
+            }
+        }
+        // A one- or two-character piece left by a second `@` would mask that text in every
+        // log line; the longer candidates cover the real password.
+        if found.iter().any(|c| c.len() >= 3) {
+            found.retain(|c| c.len() >= 3);
+        }
         return found;
     }
     let mut rest = conn;
@@ -664,5 +677,14 @@ mod tests {
             vec!["hunter2".to_string()]
         );
         assert!(password_candidates("postgres://h/db").is_empty());
+        assert!(
+            password_candidates("postgres://u@h/db?sslmode=require&password=hunter2")
+                .contains(&"hunter2".to_string())
+        );
+        let got = password_candidates("postgres://u:p@ss@h/db");
+        assert!(
+            got.contains(&"p@ss".to_string()) && !got.contains(&"p".to_string()),
+            "{got:?}"
+        );
     }
 }

@@ -172,7 +172,9 @@ impl PgDump {
     /// Starts pg_dump with stdout piped; its stderr is forwarded line by line and its tail kept.
     pub fn spawn(&self, conn: &ConnInfo, format: DumpFormat, extra: &[String]) -> Result<Running> {
         let mut cmd = tokio::process::Command::new(&self.path);
-        cmd.arg("--no-password");
+        // Always UTF-8, whatever the database's encoding, PGCLIENTENCODING or the connection
+        // string say: a restore reads and sends UTF-8 (see `target`).
+        cmd.args(["--no-password", "--encoding=UTF8"]);
         match format {
             DumpFormat::Plain => cmd.arg("--format=plain"),
             // Our gzip compresses in parallel; pg_dump's own compression would be wasted work.

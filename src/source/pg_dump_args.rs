@@ -130,28 +130,8 @@ const OPTIONS: &[Opt] = opts![
     "with-statistics" - None None;
 ];
 
-/// Client-only encodings, in PostgreSQL's spelling and its aliases (lowercase, letters and
-/// digits only, as it compares them): their multibyte characters can contain the bytes of `\`,
-/// `;` and `:`, which a restore could then not read the way psql does.
-const CLIENT_ONLY_ENCODINGS: &[&str] = &[
-    "sjis",
-    "mskanji",
-    "shiftjis",
-    "win932",
-    "windows932",
-    "shiftjis2004",
-    "big5",
-    "win950",
-    "windows950",
-    "gbk",
-    "win936",
-    "windows936",
-    "gb18030",
-    "uhc",
-    "win949",
-    "windows949",
-    "johab",
-];
+/// UTF-8 in PostgreSQL's spellings (lowercase, letters and digits only, as it compares them).
+const UTF8: &[&str] = &["utf8", "unicode"];
 
 /// Checks the extra pg_dump arguments as pg_dump will read them, in order: every option known,
 /// every value present, nothing refused, no positional argument.
@@ -277,10 +257,9 @@ fn check_value(opt: &Opt, value: &str, shown: &str) -> Result<()> {
             .filter(char::is_ascii_alphanumeric)
             .collect::<String>()
             .to_ascii_lowercase();
-        if CLIENT_ONLY_ENCODINGS.contains(&name.as_str()) {
+        if !UTF8.contains(&name.as_str()) {
             return Err(usage!(
-                "--pg-dump-arg `{shown}` is not allowed: {} is a client-only encoding, whose characters can contain the bytes of `\\`, `;` and `:`; dump in the database's encoding (or UTF8)",
-                value.escape_debug()
+                "--pg-dump-arg `{shown}` is not allowed: backups are always dumped in UTF-8, which a restore converts to the target database's encoding; drop the option"
             ));
         }
     }
@@ -306,6 +285,7 @@ mod tests {
             &["--no-ow"],
             &["--inserts", "--rows-per-insert=100"],
             &["-E", "UTF8"],
+            &["--encoding=utf-8"],
             &["--exclude-table-data", "big_*"],
             &["--restrict-key=abc123"],
         ] {
@@ -359,9 +339,9 @@ mod tests {
             (&["--exclude-table"], "needs a value"),
             (&["-t"], "needs a value"),
             (&["--verbose=1"], "takes no value"),
-            (&["-E", "SJIS"], "client-only"),
-            (&["--encoding=shift_jis"], "client-only"),
-            (&["-EWIN-936"], "client-only"),
+            (&["-E", "SJIS"], "always dumped in UTF-8"),
+            (&["--encoding=LATIN1"], "always dumped in UTF-8"),
+            (&["-EWIN-936"], "always dumped in UTF-8"),
         ] {
             let err = check(&args(bad)).unwrap_err();
             assert!(err.is::<crate::error::UsageError>(), "{bad:?}");

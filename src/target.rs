@@ -1,0 +1,128 @@
+//! The database a plain dump is restored into: one connection, one transaction, each statement
+//! sent alone over the extended query protocol (Parse refuses a string holding more than one
+//! statement, so nothing can ride along with a statement `sql_script` classified), COPY data
+//! through CopyIn. The transaction commits only in [`Target::commit`]; dropping a `Target`
+//! (an error, a refusal, this process killed) closes the connection and the server rolls it
+//! all back.
+
+use crate::source::conninfo::ConnInfo;
+use crate::sql_script::Event;
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::pin::Pin;
+use tokio_postgres::{AsyncMessage, Client, CopyInSink};
+
+pub struct Target {
+    client: Client,
+    copy: Option<(Pin<Box<CopyInSink<Bytes>>>, u64)>,
+    statements: u64,
+    _driver: tokio::task::JoinHandle<()>,
+}
+
+impl Target {
+    /// Connects to `conn` and opens the restore's transaction.
+    pub async fn begin(conn: &ConnInfo) -> Result<Self> {
+        let config = conn.preflight_config()?;
+        let (client, mut connection) = config
+            .connect(crate::source::tls::connector(conn)?)
+            .await
+            .context("connecting to the target database")?;
+        // The server's notices can quote the dump: forwarded inert.
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notice(n)) => {
+                        crate::output::forward(&format!("{}: {}", n.severity(), n.message()))
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        client
+            .execute("BEGIN", &[])
+            .await
+            .map_err(|e| describe(&e, "BEGIN", 0))?;
+        Ok(Self {
+            client,
+            copy: None,
+            statements: 0,
+            _driver: driver,
+        })
+    }
+
+    /// Runs one event of the dump.
+    pub async fn apply(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Statement { sql, line } => {
+                let sql = utf8(&sql, line)?;
+                self.client
+                    .execute(sql, &[])
+                    .await
+                    .map_err(|e| describe(&e, sql, line))?;
+                self.statements += 1;
+            }
+            Event::CopyStart { sql, line } => {
+                let sql = utf8(&sql, line)?;
+                let sink = self
+                    .client
+                    .copy_in(sql)
+                    .await
+                    .map_err(|e| describe(&e, sql, line))?;
+                self.copy = Some((Box::pin(sink), line));
+            }
+            Event::CopyData(data) => {
+                let (sink, line) = self.copy.as_mut().context("COPY data outside COPY")?;
+                let line = *line;
+                sink.send(Bytes::from(data))
+                    .await
+                    .map_err(|e| describe(&e, "COPY", line))?;
+            }
+            Event::CopyEnd => {
+                let (mut sink, line) = self.copy.take().context("\\. outside COPY")?;
+                sink.as_mut()
+                    .finish()
+                    .await
+                    .map_err(|e| describe(&e, "COPY", line))?;
+                self.statements += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the restore: only after every check passed.
+    pub async fn commit(self) -> Result<u64> {
+        self.client
+            .execute("COMMIT", &[])
+            .await
+            .map_err(|e| describe(&e, "COMMIT", 0))?;
+        Ok(self.statements)
+    }
+}
+
+fn utf8(sql: &[u8], line: u64) -> Result<&str> {
+    std::str::from_utf8(sql).map_err(|_| {
+        anyhow!("line {line} of the dump is not UTF-8: pg-s3-backup restores UTF-8 dumps, as its backups are")
+    })
+}
+
+/// One line: where in the dump, and what the server said.
+fn describe(err: &tokio_postgres::Error, sql: &str, line: u64) -> anyhow::Error {
+    let what: String = sql.chars().take(60).collect();
+    let at = if line > 0 {
+        format!("the statement at line {line} of the dump (`{what}`)")
+    } else {
+        format!("`{what}`")
+    };
+    match err.as_db_error() {
+        Some(db) => anyhow!(
+            "{at} failed: {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        ),
+        None => anyhow!("{at} failed: {}", crate::s3::root_cause(err)),
+    }
+}
