@@ -7,33 +7,8 @@ use chrono::Utc;
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 use sha2::{Digest, Sha256};
 
-fn s3_args(store: Store, bucket: &str) -> Vec<String> {
-    [
-        "--bucket",
-        bucket,
-        "--prefix",
-        "pg/",
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        &store.endpoint(),
-        "--force-path-style",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 pub fn run(store: Store, cmd: &str, bucket: &str, extra: &[&str]) -> crate::support::Done {
-    let mut args: Vec<String> = vec![cmd.to_string()];
-    args.extend(s3_args(store, bucket));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ak, sk) = store.keys();
-    Run::new(&refs)
-        .env("AWS_ACCESS_KEY_ID", &ak)
-        .env("AWS_SECRET_ACCESS_KEY", &sk)
-        .run()
+    crate::support::s3_command(store, &store.endpoint(), cmd, bucket, extra).run()
 }
 
 pub fn fixture_db() -> String {

@@ -5,7 +5,7 @@
 
 use crate::restore::{as_dump, fixture_db, gzip, put_backup, run};
 use crate::support::proxy::{Fault, Op, Proxy};
-use crate::support::{script, unique, Done, Pg, Run, Store, STORES};
+use crate::support::{s3_command, script, unique, Done, Pg, Run, Store, STORES};
 use chrono::{Duration, Utc};
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 use sha2::{Digest, Sha256};
@@ -44,33 +44,9 @@ fn assert_only_our_commands(what: &str, text: &str) {
     }
 }
 
-fn s3_env(run: Run, store: Store) -> Run {
-    let (ak, sk) = store.keys();
-    run.env("AWS_ACCESS_KEY_ID", &ak)
-        .env("AWS_SECRET_ACCESS_KEY", &sk)
-}
-
-fn s3_args<'a>(store_url: &'a str, bucket: &'a str) -> Vec<&'a str> {
-    vec![
-        "--bucket",
-        bucket,
-        "--prefix",
-        "pg/",
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        store_url,
-        "--force-path-style",
-    ]
-}
-
 /// A command against `store` with the store's keys and `extra` flags.
 fn cmd(store: Store, command: &str, bucket: &str, extra: &[&str]) -> Run {
-    let url = store.endpoint();
-    let mut args = vec![command];
-    args.extend(s3_args(&url, bucket));
-    args.extend_from_slice(extra);
-    s3_env(Run::new(&args), store)
+    s3_command(store, &store.endpoint(), command, bucket, extra)
 }
 
 #[tokio::test]
@@ -497,12 +473,9 @@ async fn a_restore_is_all_or_nothing_with_large_objects_when_damage_shows_only_a
                 }
                 let target = unique("lo-damaged");
                 Pg::create_db(&target);
-                let url = proxy.url();
                 let target_url = Pg::url(&target);
-                let mut args = vec!["restore"];
-                args.extend(s3_args(&url, &bucket));
-                args.extend(["--key", &damaged_key, "--target-url", &target_url]);
-                s3_env(Run::new(&args), store)
+                let extra = ["--key", &damaged_key, "--target-url", &target_url];
+                s3_command(store, &proxy.url(), "restore", &bucket, &extra)
                     .run()
                     .fails(1, &[needle, "nothing was restored"]);
                 let label = format!("{store:?} {format} {what}");
@@ -578,19 +551,16 @@ async fn sigkill_of_pg_s3_backup_mid_restore_leaves_the_target_unchanged() {
             );
             let target = unique("killed");
             Pg::create_db(&target);
-            let url = proxy.url();
             let target_url = Pg::url(&target);
-            let mut args = vec!["restore"];
-            args.extend(s3_args(&url, &bucket));
-            args.extend([
+            let extra = [
                 "--key",
                 &key,
                 "--target-url",
                 &target_url,
                 "--request-timeout",
                 "120",
-            ]);
-            let mut child = s3_env(Run::new(&args), store).spawn();
+            ];
+            let mut child = s3_command(store, &proxy.url(), "restore", &bucket, &extra).spawn();
             // The client has created tables in its open transaction: it holds their locks.
             let connected = wait_until(30, || locked_relations(&target) > 0);
             std::thread::sleep(std::time::Duration::from_secs(1));

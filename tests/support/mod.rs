@@ -583,6 +583,37 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// The flags that point a command at `bucket` (prefix `pg/`) on the store at `url`.
+pub fn s3_args(url: &str, bucket: &str) -> Vec<String> {
+    [
+        "--bucket",
+        bucket,
+        "--prefix",
+        "pg/",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        url,
+        "--force-path-style",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `command` against `bucket` on `store`'s keys, sent to `url` (the store, or a proxy in
+/// front of it), with `extra` flags.
+pub fn s3_command(store: Store, url: &str, command: &str, bucket: &str, extra: &[&str]) -> Run {
+    let mut args = vec![command.to_string()];
+    args.extend(s3_args(url, bucket));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ak, sk) = store.keys();
+    Run::new(&refs)
+        .env("AWS_ACCESS_KEY_ID", &ak)
+        .env("AWS_SECRET_ACCESS_KEY", &sk)
+}
+
 /// pg_dump's plain-format header and trailer: a stand-in pg_dump's output must look like a
 /// complete dump, or the backup refuses to complete it.
 pub const DUMP_HEADER: &str = "--\n-- PostgreSQL database dump\n--\n";
