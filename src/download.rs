@@ -182,6 +182,63 @@ impl Sink for Apply {
     }
 }
 
+/// A custom archive: `pg_restore --file=-` turns it into the plain script pg_dump would have
+/// written (no connection of its own; a TOC entry's SQL is text like any other), and `sink`
+/// reads that script as it reads a plain dump. `sink.finish` (the COMMIT of a restore) runs only
+/// after the object's checks, pg_restore's exit status 0 and the script's end.
+pub async fn stream_archive<S: Sink>(
+    opened: Opened,
+    pg_restore: &std::path::Path,
+    sink: &mut S,
+) -> Result<Streamed> {
+    let mut child = tokio::process::Command::new(pg_restore)
+        .args(["--no-owner", "--file=-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", pg_restore.display()))?;
+    let stdin = child.stdin.take().context("pg_restore stdin")?;
+    let mut stdout = child.stdout.take().context("pg_restore stdout")?;
+    // Its messages can quote the archive: forwarded inert.
+    let stderr =
+        crate::child::Stderr::drain(child.stderr.take().context("pg_restore stderr")?, true);
+    let key = opened.key.clone();
+    let download = async {
+        let mut writer = Writer::new(stdin, false);
+        let streamed = stream_into(opened, &mut writer).await;
+        // End of input for pg_restore, so that it finishes.
+        drop(writer.into_inner());
+        streamed
+    };
+    let convert = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = stdout
+                .read(&mut buf)
+                .await
+                .context("reading pg_restore's script")?;
+            if n == 0 {
+                return anyhow::Ok(());
+            }
+            sink.feed(&buf[..n]).await.context(key.clone())?;
+        }
+    };
+    let (streamed, ()) = tokio::try_join!(download, convert)?;
+    let status = child.wait().await?;
+    let detail = stderr.finish().await;
+    if !status.success() {
+        bail!(
+            "pg_restore `{}` {} reading the archive {key}: {detail}",
+            pg_restore.display(),
+            crate::child::describe_status(status)
+        );
+    }
+    sink.finish().await.context(key)?;
+    Ok(streamed)
+}
+
 /// An opened backup object.
 pub struct Opened {
     pub key: String,
@@ -276,8 +333,12 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
                 refused = Some((e.context(opened.key.clone()), raw_bytes));
             }
         }
+        // Bytes after the gzip member would be ignored by the decoder; a backup has none.
+        // Some may already sit in the decoder's read buffer.
+        if !decoder.get_ref().buffer().is_empty() {
+            bail!("{} has data after the end of its gzip stream", opened.key);
+        }
     }
-    // Bytes after the gzip member would be ignored by the decoder; a backup has none.
     let mut rest = [0u8; 1];
     if hashing.read(&mut rest).await? != 0 {
         bail!("{} has data after the end of its gzip stream", opened.key);

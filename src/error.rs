@@ -34,10 +34,7 @@ impl fmt::Display for Interrupted {
             libc::SIGTERM => "SIGTERM",
             _ => "a signal",
         };
-        write!(
-            f,
-            "interrupted by {name}: the upload was aborted and nothing was stored"
-        )
+        write!(f, "interrupted by {name}")
     }
 }
 

@@ -36,16 +36,36 @@ fn run() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let mut signals = signals::Signals::install()?;
-        match &cli.command {
-            cli::Command::Backup(args) => commands::backup::run(args, &mut signals).await,
-            cli::Command::List(args) => commands::list::run(args).await,
-            cli::Command::Prune(args) => commands::prune::run(args).await,
-            cli::Command::Restore(args) => commands::restore::run(args).await,
-            cli::Command::Verify(args) => commands::verify::run(args).await,
-            cli::Command::Check(args) => commands::check::run(args).await,
-            cli::Command::Policy(args) => commands::policy::run(args),
+        // `backup` aborts its own upload on a signal; every other command is stopped where it
+        // is (a restore's open transaction then rolls back) and exits 130/143 too.
+        let (command, stopped) = match &cli.command {
+            cli::Command::Backup(args) => {
+                return commands::backup::run(args, &mut signals).await;
+            }
+            cli::Command::List(args) => (boxed(commands::list::run(args)), "listing stopped"),
+            cli::Command::Prune(args) => (
+                boxed(commands::prune::run(args)),
+                "prune stopped: deletions already answered stand, the rest were not sent",
+            ),
+            cli::Command::Restore(args) => (
+                boxed(commands::restore::run(args)),
+                "the restore's transaction was rolled back: nothing was restored",
+            ),
+            cli::Command::Verify(args) => (boxed(commands::verify::run(args)), "verify stopped"),
+            cli::Command::Check(args) => (boxed(commands::check::run(args)), "check stopped"),
+            cli::Command::Policy(args) => return commands::policy::run(args),
+        };
+        tokio::select! {
+            result = command => result,
+            sig = signals.recv() => Err(anyhow::Error::new(error::Interrupted(sig)).context(stopped)),
         }
     })
+}
+
+fn boxed<'a>(
+    f: impl std::future::Future<Output = anyhow::Result<()>> + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>> {
+    Box::pin(f)
 }
 
 /// clap's message without the usage block, on one line.

@@ -152,8 +152,11 @@ pub fn escape_data(s: &str) -> String {
 }
 
 /// `text` as one line that no terminal and (with `actions`) no runner can take for anything but
-/// text: control and invisible characters become `\n`, `\r`, `\t` or `\u{..}`; in Actions `##[`
-/// becomes `##\[` and a line starting with `::` (after spaces) gets a leading `\`.
+/// text: control and invisible characters become `\n`, `\r`, `\t` or `\u{..}`. In Actions every
+/// `#` becomes `\#` (so no `##[` can form, whatever the runner's search skips between the
+/// characters), and a line whose first character after spaces is not an ASCII letter, digit or
+/// punctuation other than `:` gets a leading `\` (so no `::` command can start it, even behind a
+/// character the search ignores).
 pub fn inert(text: &str, actions: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -170,8 +173,11 @@ pub fn inert(text: &str, actions: bool) -> String {
     if !actions {
         return out;
     }
-    let mut out = out.replace("##[", "##\\[");
-    if out.trim_start_matches(' ').starts_with("::") {
+    let mut out = out.replace('#', "\\#");
+    let first = out.trim_start_matches(' ').chars().next();
+    let safe =
+        first.is_none_or(|c| c.is_ascii_alphanumeric() || (c.is_ascii_punctuation() && c != ':'));
+    if !safe {
         out.insert(0, '\\');
     }
     out
@@ -246,8 +252,10 @@ mod tests {
             ("::error::pwned", "\\::error::pwned"),
             ("   ::add-mask::x", "\\   ::add-mask::x"),
             ("a\r::warning::b", "a\\r::warning::b"),
-            ("pg_dump: ##[error]pwned", "pg_dump: ##\\[error]pwned"),
-            ("#\u{200b}#[error]x", "#\\u{200b}#[error]x"),
+            ("pg_dump: ##[error]pwned", "pg_dump: \\#\\#[error]pwned"),
+            ("#\u{200b}#[error]x", "\\#\\u{200b}\\#[error]x"),
+            ("\u{640}::error::x", "\\\u{640}::error::x"),
+            ("\u{591}#\u{5af}#[error]x", "\\\u{591}\\#\u{5af}\\#[error]x"),
             ("\u{feff}::error::x", "\\u{feff}::error::x"),
             ("\u{2028}::error::x", "\\u{2028}::error::x"),
             ("\t::error::x", "\\t::error::x"),
@@ -258,7 +266,10 @@ mod tests {
             let got = inert(input, true);
             assert_eq!(got, want, "{input:?}");
             assert!(!got.contains('\n') && !got.contains('\r'), "{got}");
-            assert!(!got.contains("##["), "{got}");
+            assert!(
+                !got.contains("##[") && !got.replace("\\#", "").contains('#'),
+                "{got}"
+            );
             assert!(!got.trim_start().starts_with("::"), "{got}");
         }
         // Outside Actions only the characters a terminal would act on are escaped.

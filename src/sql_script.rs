@@ -123,6 +123,10 @@ pub struct Script {
     tokens: u64,
     /// The statement began on a line where nothing came before it.
     stmt_line_start: bool,
+    /// Its last three depth-0 tokens.
+    last: std::collections::VecDeque<Tok>,
+    /// A `BEGIN` in a routine definition, counted only if `ATOMIC` follows.
+    pending_begin: bool,
     after_copy_statement: bool,
     copy_data: Vec<u8>,
     watch: Watch,
@@ -150,6 +154,8 @@ impl Script {
             toks: Vec::new(),
             tokens: 0,
             stmt_line_start: true,
+            last: std::collections::VecDeque::new(),
+            pending_begin: false,
             after_copy_statement: false,
             copy_data: Vec::new(),
             watch: Watch::default(),
@@ -548,9 +554,20 @@ impl Script {
             self.stmt_line = self.line;
             self.stmt.clear();
             self.toks.clear();
+            self.last.clear();
+        }
+        if std::mem::take(&mut self.pending_begin) && matches!(&tok, Tok::Word(w) if w == "ATOMIC")
+        {
+            self.begin += 1;
         }
         self.tokens += 1;
         self.line_start = false;
+        if self.paren == 0 {
+            if self.last.len() == 3 {
+                self.last.pop_front();
+            }
+            self.last.push_back(tok.clone());
+        }
         // The first words classify any statement; a COPY needs all of its depth-0 tokens.
         let copy = matches!(self.toks.first(), Some(Tok::Word(w)) if w == "COPY");
         if self.paren == 0 && (self.toks.len() < 2 || (copy && self.toks.len() < 10_000)) {
@@ -560,6 +577,7 @@ impl Script {
 
     fn end_statement(&mut self) {
         self.tokens = 0;
+        self.pending_begin = false;
         self.ident_count = 0;
         self.stmt.clear();
         self.toks.clear();
@@ -585,6 +603,10 @@ impl Script {
                     first.to_lowercase()
                 )))
             }
+            "ALTER" if self.owner_change() => {
+                // Ownership is not restored (as pg_restore --no-owner): the objects belong to
+                // the restoring role, which need not be able to create the dump's roles.
+            }
             "PREPARE" if second == "TRANSACTION" => {
                 return Err(self.refuse(
                     "has PREPARE TRANSACTION, which would end the restore's transaction",
@@ -596,11 +618,14 @@ impl Script {
                         .to_ascii_uppercase()
                         .contains("CLIENT_ENCODING") =>
             {
-                let value = String::from_utf8_lossy(&sql).to_ascii_lowercase();
-                let utf8 = first == "RESET"
-                    || ["'utf8'", "'utf-8'", "'unicode'", " utf8;", " utf8 "]
-                        .iter()
-                        .any(|v| value.contains(v));
+                // Only pg_dump's own form, to UTF-8 (the connection's encoding), gets through.
+                let text = String::from_utf8_lossy(&sql).to_ascii_lowercase();
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let utf8 = matches!(
+                    words.as_slice(),
+                    ["set", "client_encoding", "=" | "to", v]
+                        if ["'utf8';", "'utf-8';", "'unicode';", "utf8;"].contains(v)
+                ) || words == ["reset", "client_encoding;"];
                 if !utf8 {
                     return Err(self.refuse(&format!(
                         "sets the client encoding to something other than UTF-8 (`{}`): pg-s3-backup restores UTF-8 dumps, as its backups are; restore this one with your own tools from `restore --output -`",
@@ -629,6 +654,15 @@ impl Script {
             self.ident_count = 0;
         }
         Ok(())
+    }
+
+    /// `ALTER ... OWNER TO role`: the statement's last depth-0 tokens.
+    fn owner_change(&self) -> bool {
+        matches!(
+            (self.last.front(), self.last.get(1), self.last.get(2)),
+            (Some(Tok::Word(o)), Some(Tok::Word(t)), Some(Tok::Word(_) | Tok::Quoted))
+                if o == "OWNER" && t == "TO"
+        )
     }
 
     /// A whole line starting with a backslash, at a statement boundary.
@@ -707,6 +741,12 @@ impl Script {
                 if self.line_start && self.tokens == 0 {
                     self.state = State::Meta(vec![b'\\']);
                     return Ok(Some(1));
+                }
+                if self.line_start {
+                    return Err(self.refuse(&format!(
+                        "starts with a backslash (a psql meta-command) inside a statement that began at line {} and never ended (a `;`, or the end of a quote, comment or function body, is missing)",
+                        self.stmt_line
+                    )));
                 }
                 let word = data[i..]
                     .iter()
@@ -822,10 +862,11 @@ impl Script {
             None => return Ok(None),
         };
         let word = &rest[..len];
-        self.begin_heuristic(word);
+        // The token first: it is where a pending `BEGIN` meets its `ATOMIC`.
         self.token(Tok::Word(
             String::from_utf8_lossy(word).to_ascii_uppercase(),
         ));
+        self.begin_heuristic(word);
         self.emit(word);
         Ok(Some(len))
     }
@@ -854,7 +895,8 @@ impl Script {
                 || (ids[1] == b'o' && ids[2] == b'r' && (ids[3] == b'f' || ids[3] == b'p')));
         if in_routine && self.paren == 0 {
             match lower.as_slice() {
-                b"begin" => self.begin += 1,
+                // Only `BEGIN ATOMIC` opens a body: `begin` is also an ordinary name.
+                b"begin" => self.pending_begin = true,
                 b"case" if self.begin >= 1 => self.begin += 1,
                 b"end" if self.begin > 0 => self.begin -= 1,
                 _ => {}
@@ -1159,6 +1201,21 @@ mod tests {
             statements("PREPARE p AS SELECT 1;"),
             vec!["PREPARE p AS SELECT 1;"]
         );
+        // `begin` as a name does not open a body; a hidden COMMIT after it is its own statement.
+        assert_eq!(
+            statements("CREATE FUNCTION first_begin() RETURNS timestamptz LANGUAGE sql BEGIN ATOMIC SELECT begin FROM events; END;\nSELECT 2;"),
+            vec![
+                "CREATE FUNCTION first_begin() RETURNS timestamptz LANGUAGE sql BEGIN ATOMIC SELECT begin FROM events; END;",
+                "SELECT 2;"
+            ]
+        );
+        assert_eq!(
+            statements("CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS $$SELECT 1$$; COMMIT; SELECT 1 AS end;"),
+            vec![
+                "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS $$SELECT 1$$;",
+                "SELECT 1 AS end;"
+            ]
+        );
         // A SQL-standard function body stays one statement, END and CASE included.
         assert_eq!(
             statements("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 1 END; END;\nSELECT 2;"),
@@ -1198,8 +1255,15 @@ mod tests {
     #[test]
     fn nul_bytes_and_other_encodings_are_refused() {
         assert!(split("SELECT 1 \0 ;").unwrap_err().why.contains("NUL"));
-        let err = split("SET client_encoding = 'SJIS';").unwrap_err();
-        assert!(err.why.contains("UTF-8"), "{err}");
+        for bad in [
+            "SET client_encoding = 'SJIS';",
+            "SET client_encoding = 'LATIN1' /* 'utf8' */;",
+            "SET NAMES 'LATIN1';",
+            "SET SESSION client_encoding TO 'BIG5';",
+        ] {
+            let err = split(bad).unwrap_err();
+            assert!(err.why.contains("UTF-8"), "{bad}: {err}");
+        }
         assert_eq!(
             statements("SET client_encoding = 'UTF8';"),
             vec!["SET client_encoding = 'UTF8';"]
@@ -1208,6 +1272,14 @@ mod tests {
         assert_eq!(
             statements("SELECT 'ö\\', E'é\\\\';"),
             vec!["SELECT 'ö\\', E'é\\\\';"]
+        );
+    }
+
+    #[test]
+    fn ownership_is_not_restored() {
+        assert_eq!(
+            statements("CREATE TABLE t (a int);\nALTER TABLE public.t OWNER TO pgs3;\nALTER LARGE OBJECT 16385 OWNER TO \"Bob\";\nALTER TABLE t ADD COLUMN owner int;"),
+            vec!["CREATE TABLE t (a int);", "ALTER TABLE t ADD COLUMN owner int;"]
         );
     }
 

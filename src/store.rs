@@ -81,12 +81,15 @@ pub async fn list_backups(
 /// was written (a backup's key is named when it starts, and stored when it ends). A future key
 /// is never "the newest backup".
 pub fn split_future(listed: Vec<Listed>, now: &crate::clock::Now) -> (Vec<Listed>, Vec<Listed>) {
-    listed.into_iter().partition(|l| {
-        let after_stored = l
-            .stored
-            .is_some_and(|stored| l.id.time > stored + crate::clock::TOLERANCE);
-        !now.is_future(l.id.time) && !after_stored
-    })
+    listed.into_iter().partition(|l| !is_future(l, now))
+}
+
+/// The one definition of a key from the future (see [`split_future`]).
+pub fn is_future(l: &Listed, now: &crate::clock::Now) -> bool {
+    let after_stored = l
+        .stored
+        .is_some_and(|stored| l.id.time > stored + crate::clock::TOLERANCE);
+    now.is_future(l.id.time) || after_stored
 }
 
 /// Every object under `list_prefix`: key and size, following ListObjectsV2 pagination. A

@@ -54,6 +54,24 @@ impl Target {
         })
     }
 
+    /// The restoring role, if it can run programs or write files on the database server
+    /// (a superuser, or a member of pg_execute_server_program or pg_write_server_files): a
+    /// dump's SQL runs with those rights, and through dblink can even commit outside the
+    /// restore's transaction.
+    pub async fn powerful_role(&self) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_user::text, \
+                 pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+                 OR pg_catalog.pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')",
+                &[],
+            )
+            .await
+            .map_err(|e| describe(&e, "reading the restoring role's rights", 0))?;
+        Ok(row.get::<_, bool>(1).then(|| row.get(0)))
+    }
+
     /// Runs one event of the dump.
     pub async fn apply(&mut self, event: Event) -> Result<()> {
         match event {
@@ -127,12 +145,18 @@ fn describe(err: &tokio_postgres::Error, sql: &str, line: u64) -> anyhow::Error 
         format!("`{what}`")
     };
     match err.as_db_error() {
-        Some(db) => anyhow!(
-            "{at} failed: {} {}: {}",
-            db.severity(),
-            db.code().code(),
-            db.message()
-        ),
+        Some(db) => {
+            let mut text = format!(
+                "{at} failed: {} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            );
+            for extra in [db.detail(), db.hint()].into_iter().flatten() {
+                text.push_str(&format!(" ({})", extra.trim_end_matches('.')));
+            }
+            anyhow!(text)
+        }
         None => anyhow!("{at} failed: {}", crate::s3::root_cause(err)),
     }
 }

@@ -1020,3 +1020,148 @@ async fn what_pg_dump_writes_restores_in_every_dump_style() {
         );
     }
 }
+
+#[tokio::test]
+async fn sigint_and_sigterm_stop_a_restore_and_roll_it_back() {
+    let db = database_with_large_objects();
+    let store = Store::Moto;
+    let bucket = store.bucket("sig").await;
+    let key = Run::backup(store, &bucket, &Pg::url(&db), &[]).run().ok()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let proxy = Proxy::start(&store.endpoint());
+        proxy.fail(
+            Op::GetObject,
+            1,
+            Fault::StallBody(std::time::Duration::from_secs(60)),
+        );
+        let target = unique("signalled");
+        Pg::create_db(&target);
+        let target_url = Pg::url(&target);
+        let extra = ["--key", &key, "--target-url", &target_url];
+        let child = s3_command(store, &proxy.url(), "restore", &bucket, &extra).spawn();
+        assert!(
+            wait_until(30, || locked_relations(&target) > 0),
+            "the restore did not start"
+        );
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let started = std::time::Instant::now();
+        let out = Done::from(child.wait_with_output().unwrap());
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the signal was not acted on"
+        );
+        out.fails(code, &["interrupted by", "rolled back"]);
+        assert!(wait_until(30, || sessions_on(&target) == 0));
+        assert_eq!(count(&target, TABLES), "0", "signal {signal}: tables left");
+    }
+}
+
+#[tokio::test]
+async fn verify_reads_a_custom_archive_as_a_restore_would() {
+    let db = fixture_db();
+    let store = Store::S3sFs;
+    let bucket = store.bucket("verify").await;
+    let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", "custom"])
+        .run()
+        .ok()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(store, "verify", &bucket, &["--key", &key]).ok_plain();
+    let (body, _, _) = store.get(&bucket, &key).await;
+    let archive = crate::support::gunzip(&body);
+    let put = |bytes: Vec<u8>| {
+        let bucket = bucket.clone();
+        async move {
+            let key = BackupId::new("cut", Utc::now(), DumpFormat::Custom).key("pg/");
+            let body = gzip(&bytes);
+            store
+                .client()
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .metadata("sha256", hex::encode(Sha256::digest(&body)))
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+            key
+        }
+    };
+    // An archive cut in half: its table of contents reads, its data does not.
+    let cut = put(archive[..archive.len() / 2].to_vec()).await;
+    run(store, "verify", &bucket, &["--key", &cut]).fails(1, &["pg_restore"]);
+    // A gzip object with bytes after its member.
+    let mut trailing = body.clone();
+    trailing.extend_from_slice(b"twelve bytes");
+    let key2 = BackupId::new("tail", Utc::now(), DumpFormat::Custom).key("pg/");
+    store
+        .client()
+        .put_object()
+        .bucket(&bucket)
+        .key(&key2)
+        .body(trailing.into())
+        .send()
+        .await
+        .unwrap();
+    run(store, "verify", &bucket, &["--key", &key2]).fails(1, &["data after the end"]);
+}
+
+#[tokio::test]
+async fn a_role_without_superuser_rights_restores_a_backup_whose_objects_other_roles_owned() {
+    let db = fixture_db();
+    let store = Store::Moto;
+    let bucket = store.bucket("owner").await;
+    let role = unique("restorer").replace('-', "_");
+    Pg::psql(
+        &Pg::admin_url(),
+        &format!("CREATE ROLE {role} LOGIN PASSWORD 'restorer-password-1'"),
+    );
+    for format in ["plain", "custom"] {
+        let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", format])
+            .run()
+            .ok()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let target = unique("owned");
+        Pg::psql(
+            &Pg::admin_url(),
+            &format!("CREATE DATABASE \"{target}\" OWNER {role}"),
+        );
+        let admin = Pg::admin_url();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let host = base.rsplit_once('@').unwrap().1;
+        let url = format!("postgres://{role}:restorer-password-1@{host}/{target}");
+        let out = run(
+            store,
+            "restore",
+            &bucket,
+            &["--key", &key, "--target-url", &url],
+        );
+        assert_eq!(out.code, 0, "{format}: {}", out.stderr);
+        assert!(!out.stderr.contains("warning"), "{format}: {}", out.stderr);
+        assert_eq!(
+            Pg::canonical_dump(&target),
+            Pg::canonical_dump(&db),
+            "{format}"
+        );
+        // The superuser who owns the source is warned about, where it restores.
+        let target = unique("owned");
+        Pg::create_db(&target);
+        let out = run(
+            store,
+            "restore",
+            &bucket,
+            &["--key", &key, "--target-url", &Pg::url(&target)],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stderr.contains("can run programs"), "{}", out.stderr);
+    }
+}

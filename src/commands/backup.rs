@@ -153,7 +153,8 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     let reporter = Reporter::start(counters.clone());
     let result = tokio::select! {
         r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
-        sig = signals.recv() => Err(Interrupted(sig).into()),
+        sig = signals.recv() => Err(anyhow::Error::new(Interrupted(sig))
+            .context("the upload was aborted and nothing was stored")),
     };
     drop(reporter);
     if result.is_err() {

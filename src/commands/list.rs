@@ -40,7 +40,7 @@ pub async fn run(args: &ListArgs) -> Result<()> {
             age_seconds: (now.reference() - b.id.time).num_seconds(),
             size: b.size,
             format: b.id.format.name(),
-            future: now.is_future(b.id.time),
+            future: store::is_future(b, &now),
         })
         .collect();
     for r in rows.iter().filter(|r| r.future) {

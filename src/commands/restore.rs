@@ -6,11 +6,10 @@
 //! turned into that script by `pg_restore --file=-`. A damaged or refused object, or this
 //! process being killed, leaves the target as it was.
 
-use crate::child::{self, Stderr};
 use crate::cli::{RestoreArgs, Selection};
 use crate::clock::Now;
 use crate::config::S3Config;
-use crate::download::{self, Apply, Checked, Sink, Streamed, Writer};
+use crate::download::{self, Apply, Checked, Streamed, Writer};
 use crate::error::usage;
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
@@ -18,10 +17,8 @@ use crate::source::pg_dump::PgVersion;
 use crate::source::{pg_dump, preflight};
 use crate::target::Target;
 use crate::{output, s3, store};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use std::process::Stdio;
-use tokio::io::AsyncReadExt;
 
 pub async fn run(args: &RestoreArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
@@ -164,6 +161,11 @@ pub async fn restore_into(
     }
     let opened = download::open(client, &cfg.bucket, &cfg.prefix, key).await?;
     let target = Target::begin(conn).await?;
+    if let Some(role) = target.powerful_role().await? {
+        output::warn(format_args!(
+            "restoring as `{role}`, which can run programs and write files on the database server (a superuser, or pg_execute_server_program or pg_write_server_files): the backup's SQL runs with those rights, and could commit outside the restore's transaction through dblink; restore objects you did not write as a role without them"
+        ));
+    }
     let nothing = || format!("nothing was restored into `{}`", server.database);
     let (streamed, statements) = match opened.format {
         DumpFormat::Plain => {
@@ -185,60 +187,16 @@ pub async fn restore_into(
     })
 }
 
-/// A custom archive: `pg_restore --file=-` turns it into the plain script pg_dump would have
-/// written (no connection of its own; a TOC entry's SQL is text like any other), and that
-/// script is applied like a plain dump. The COMMIT waits for the object's checks, pg_restore's
-/// exit status and the script's end.
+/// A custom archive, turned into the plain script by `pg_restore --file=-` (see
+/// `download::stream_archive`) and applied like a plain dump.
 async fn restore_archive(
     opened: download::Opened,
     target: Target,
     server: PgVersion,
 ) -> Result<(Streamed, u64)> {
     let tool = pg_dump::choose_tool("pg_restore", server, None, "PATH")?;
-    let mut child = tokio::process::Command::new(&tool.path)
-        .args(["--no-owner", "--file=-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", tool.path.display()))?;
-    let stdin = child.stdin.take().context("pg_restore stdin")?;
-    let mut stdout = child.stdout.take().context("pg_restore stdout")?;
-    // Its messages can quote the archive: forwarded inert.
-    let stderr = Stderr::drain(child.stderr.take().context("pg_restore stderr")?, true);
     let mut apply = Apply::new(target);
-    let download = async {
-        let mut writer = Writer::new(stdin, false);
-        let streamed = download::stream_into(opened, &mut writer).await;
-        // End of input for pg_restore, so that it finishes.
-        drop(writer.into_inner());
-        streamed
-    };
-    let convert = async {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = stdout
-                .read(&mut buf)
-                .await
-                .context("reading pg_restore's script")?;
-            if n == 0 {
-                return anyhow::Ok(());
-            }
-            apply.feed(&buf[..n]).await?;
-        }
-    };
-    let (streamed, ()) = tokio::try_join!(download, convert)?;
-    let status = child.wait().await?;
-    let detail = stderr.finish().await;
-    if !status.success() {
-        bail!(
-            "pg_restore `{}` {} reading the archive: {detail}",
-            tool.path.display(),
-            child::describe_status(status)
-        );
-    }
-    apply.finish().await?;
+    let streamed = download::stream_archive(opened, &tool.path, &mut apply).await?;
     Ok((streamed, apply.statements))
 }
 

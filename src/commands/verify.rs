@@ -3,17 +3,15 @@
 //! the restore's own script reader accepts it, pg_dump's header and trailer included; custom:
 //! `pg_restore --list` reads it). Exit 0 good, 1 damaged or refused.
 
-use crate::child::Stderr;
 use crate::cli::VerifyArgs;
 use crate::commands::restore::{check_selection, restore_into, select_key};
 use crate::config::S3Config;
-use crate::download::{self, Check, Writer};
+use crate::download::{self, Check};
 use crate::layout::DumpFormat;
 use crate::s3;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::{self, PgVersion};
-use anyhow::{bail, Context, Result};
-use std::process::Stdio;
+use anyhow::Result;
 
 pub async fn run(args: &VerifyArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
@@ -53,29 +51,8 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
                 .and_then(|v| PgVersion::parse(v))
                 .unwrap_or(PgVersion(0));
             let tool = pg_dump::choose_tool("pg_restore", version, None, "PATH")?;
-            let mut child = tokio::process::Command::new(&tool.path)
-                .arg("--list")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot start pg_restore")?;
-            let stdin = child.stdin.take().context("pg_restore stdin")?;
-            // Drained while streaming: a full stderr pipe would stall pg_restore.
-            let stderr = Stderr::drain(child.stderr.take().context("pg_restore stderr")?, false);
-            // `pg_restore --list` stops reading after the table of contents; the rest of the
-            // object must still be read to check its gzip CRC and sha256.
-            let mut writer = Writer::new(UntilClosed { inner: Some(stdin) }, false);
-            let streamed = download::stream_into(opened, &mut writer).await;
-            drop(writer);
-            let status = child.wait().await?;
-            let detail = stderr.finish().await;
-            let streamed = streamed?;
-            if !status.success() {
-                bail!("{key} decodes, but pg_restore --list rejects the archive: {detail}");
-            }
-            streamed
+            // The archive as the script a restore would apply, read the same way.
+            download::stream_archive(opened, &tool.path, &mut Check::default()).await?
         }
     };
     let sha_note = if has_sha {
@@ -87,49 +64,4 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
         "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, gzip CRC and length good, dump complete and restorable, {sha_note}",
         cfg.bucket, streamed.stored_bytes, streamed.raw_bytes
     ))
-}
-
-/// Writes to the child until it closes its end, then discards the rest.
-struct UntilClosed<W> {
-    inner: Option<W>,
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for UntilClosed<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        use std::task::Poll;
-        let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(Ok(buf.len()));
-        };
-        match std::pin::Pin::new(inner).poll_write(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.inner = None;
-                Poll::Ready(Ok(buf.len()))
-            }
-            other => other,
-        }
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.inner.as_mut() {
-            Some(inner) => std::pin::Pin::new(inner).poll_flush(cx),
-            None => std::task::Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.inner.as_mut() {
-            Some(inner) => std::pin::Pin::new(inner).poll_shutdown(cx),
-            None => std::task::Poll::Ready(Ok(())),
-        }
-    }
 }
