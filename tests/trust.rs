@@ -490,6 +490,18 @@ async fn a_restore_is_all_or_nothing_with_large_objects_when_damage_shows_only_a
     }
 }
 
+/// A proxy in front of `store` whose first GetObject body stops half-way for a minute: the
+/// restore has received, and applied, about half of the dump.
+fn stalled_download(store: Store) -> Proxy {
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::GetObject,
+        1,
+        Fault::StallBody(std::time::Duration::from_secs(60)),
+    );
+    proxy
+}
+
 /// Waits until `check` holds, for up to `secs` seconds; false if it never did.
 fn wait_until(secs: u64, check: impl Fn() -> bool) -> bool {
     let start = std::time::Instant::now();
@@ -536,19 +548,9 @@ async fn sigkill_of_pg_s3_backup_mid_restore_leaves_the_target_unchanged() {
     for store in STORES {
         for format in ["plain", "custom"] {
             let bucket = store.bucket("kill").await;
-            let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", format])
-                .run()
-                .ok()["key"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", format]).key();
             // The body stops half-way: the client has received and run half the dump.
-            let proxy = Proxy::start(&store.endpoint());
-            proxy.fail(
-                Op::GetObject,
-                1,
-                Fault::StallBody(std::time::Duration::from_secs(60)),
-            );
+            let proxy = stalled_download(store);
             let target = unique("killed");
             Pg::create_db(&target);
             let target_url = Pg::url(&target);
@@ -1026,17 +1028,9 @@ async fn sigint_and_sigterm_stop_a_restore_and_roll_it_back() {
     let db = database_with_large_objects();
     let store = Store::Moto;
     let bucket = store.bucket("sig").await;
-    let key = Run::backup(store, &bucket, &Pg::url(&db), &[]).run().ok()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = Run::backup(store, &bucket, &Pg::url(&db), &[]).key();
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
-        let proxy = Proxy::start(&store.endpoint());
-        proxy.fail(
-            Op::GetObject,
-            1,
-            Fault::StallBody(std::time::Duration::from_secs(60)),
-        );
+        let proxy = stalled_download(store);
         let target = unique("signalled");
         Pg::create_db(&target);
         let target_url = Pg::url(&target);
@@ -1067,12 +1061,7 @@ async fn verify_reads_a_custom_archive_as_a_restore_would() {
     let db = fixture_db();
     let store = Store::S3sFs;
     let bucket = store.bucket("verify").await;
-    let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", "custom"])
-        .run()
-        .ok()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", "custom"]).key();
     run(store, "verify", &bucket, &["--key", &key]).ok_plain();
     let (body, _, _) = store.get(&bucket, &key).await;
     let archive = crate::support::gunzip(&body);
@@ -1124,12 +1113,7 @@ async fn a_role_without_superuser_rights_restores_a_backup_whose_objects_other_r
         &format!("CREATE ROLE {role} LOGIN PASSWORD 'restorer-password-1'"),
     );
     for format in ["plain", "custom"] {
-        let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", format])
-            .run()
-            .ok()["key"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let key = Run::backup(store, &bucket, &Pg::url(&db), &["--format", format]).key();
         let target = unique("owned");
         Pg::psql(
             &Pg::admin_url(),

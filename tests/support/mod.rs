@@ -371,6 +371,15 @@ impl Run {
             .expect("spawn binary")
     }
 
+    /// Runs a backup that must succeed, and returns its key.
+    #[track_caller]
+    pub fn key(self) -> String {
+        self.run().ok()["key"]
+            .as_str()
+            .expect("a key in the JSON outcome")
+            .to_string()
+    }
+
     pub fn run(mut self) -> Done {
         let out = self.cmd.output().expect("run binary");
         for file in &self.files {
