@@ -225,6 +225,9 @@ impl Uploader {
                     .put_object()
                     .bucket(&s.bucket)
                     .key(&s.key)
+                    // Never over another object (AWS honours this since 2024, as do moto and
+                    // MinIO): a key taken meanwhile fails the write instead.
+                    .if_none_match("*")
                     .content_type("application/gzip")
                     .content_length(len as i64)
                     .set_metadata(Some(metadata))
@@ -236,7 +239,7 @@ impl Uploader {
                     .config_override(s3::sending(&self.client, len))
                     .send()
                     .await
-                    .map_err(|e| describe("PutObject", &s.uri(), &e))?;
+                    .map_err(|e| lost(&s, "PutObject", &e))?;
                 self.counters.add_part();
                 self.completed = true;
                 Ok(true)
@@ -251,6 +254,7 @@ impl Uploader {
                     .bucket(&s.bucket)
                     .key(&s.key)
                     .upload_id(id)
+                    .if_none_match("*")
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
                             .set_parts(Some(parts))
@@ -260,7 +264,7 @@ impl Uploader {
                     .config_override(s3::slow(&self.client))
                     .send()
                     .await
-                    .map_err(|e| describe("CompleteMultipartUpload", &s.uri(), &e))?;
+                    .map_err(|e| lost(&s, "CompleteMultipartUpload", &e))?;
                 self.completed = true;
                 Ok(self.replace_metadata(metadata).await)
             }
@@ -331,6 +335,20 @@ impl Uploader {
     pub fn uri(&self) -> String {
         self.spec.uri()
     }
+}
+
+/// A failed final write: a lost condition means another object took the key meanwhile.
+fn lost<E>(s: &ObjectSpec, op: &str, e: &s3::S3Error<E>) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if s3::lost_condition(e) {
+        return anyhow::anyhow!(
+            "another object was written at {} while this backup ran ({op} with If-None-Match lost): nothing was overwritten; run the backup again",
+            s.uri()
+        );
+    }
+    describe(op, &s.uri(), e)
 }
 
 /// Key characters that must be percent-encoded in `x-amz-copy-source`.

@@ -613,11 +613,10 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
     as_user(backup(&bucket, &["--keep-last", "1"]), &user).fails(1, &["AccessDenied"]);
     assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 1);
 
-    // s3:GetObject: the backup cannot see that its key is taken and overwrites the object there
-    // (with it, the backup moves on to `-2`). backup warns of nothing here: the collision check
-    // and the HeadObject verification skip silently on 403, and moto does not require
-    // s3:GetObject on CopyObject's source (AWS does; there the sha256 copy warns
-    // "grant s3:GetObject"), so the overwrite is the only thing to observe.
+    // s3:GetObject: the backup cannot see that its key is taken (HeadObject answers 403, as
+    // AWS does for a missing key without s3:ListBucket). With it, the backup moves on to `-2`;
+    // without it, the final write is conditional (If-None-Match), so it fails cleanly instead
+    // of overwriting the object there.
     let (bucket, doc, _) = setup(&db).await;
     occupy_the_next_minute(&bucket, &db).await;
     let full = iam_user(&doc);
@@ -627,11 +626,17 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
         .to_string();
     assert!(key.ends_with("Z-2.sql.gz"), "{key}");
     let user = iam_user(&without(&doc, "s3:GetObject"));
-    let key = as_user(backup(&bucket, &[]), &user).ok()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(key.ends_with("Z.sql.gz"), "{key}");
+    let before = Store::MotoIam.keys_in(&bucket).await;
+    as_user(backup(&bucket, &[]), &user).fails(
+        1,
+        &["another object was written", "nothing was overwritten"],
+    );
+    let mut after = Store::MotoIam.keys_in(&bucket).await;
+    after.retain(|k| !k.ends_with(".lock"));
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "the occupied keys are untouched");
 
     // s3:AbortMultipartUpload: prune cannot abort a stale upload and names the request.
     let (bucket, doc, _) = setup(&db).await;

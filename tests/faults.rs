@@ -656,3 +656,132 @@ async fn prune_while_backing_up(store: Store) {
 async fn prune_during_an_in_flight_backup_on_both_stores() {
     on_both_stores(prune_while_backing_up).await;
 }
+
+/// A backup whose key is taken while it runs (a lock write retried past another run's
+/// release could do it): its final CompleteMultipartUpload carries If-None-Match, so it fails
+/// cleanly, its upload aborted, and the other object stays as it was (moto and s3s-fs honour
+/// the condition, as AWS has since 2024).
+#[tokio::test]
+async fn a_key_taken_during_the_upload_is_never_overwritten() {
+    let db = database();
+    let slow = crate::support::fake_pg_dump("head -c 12582912 /dev/urandom; sleep 3");
+    for store in STORES {
+        let bucket = store.bucket("taken").await;
+        let child = Run::backup(
+            store,
+            &bucket,
+            &Pg::url(db),
+            &[
+                "--part-size",
+                "5MiB",
+                "--pg-dump-path",
+                slow.to_str().unwrap(),
+            ],
+        )
+        .spawn();
+        // The lock names the key; write another object there, as a rival run would.
+        let mut key = None;
+        for _ in 0..100 {
+            key = store
+                .keys_in(&bucket)
+                .await
+                .into_iter()
+                .find_map(|k| k.strip_suffix(".lock").map(String::from));
+            if key.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let key = key.expect("the backup's lock");
+        store
+            .client()
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(b"the rival's backup".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        let out = Done::from(child.wait_with_output().unwrap());
+        let (body, _, _) = store.get(&bucket, &key).await;
+        if store == Store::Moto {
+            out.fails(
+                1,
+                &["another object was written", "nothing was overwritten"],
+            );
+        }
+        if out.code != 0 {
+            assert_eq!(body, b"the rival's backup", "{store:?}: overwritten");
+            assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+        }
+        eprintln!("{store:?}: exit {}", out.code);
+    }
+}
+
+/// AWS answers HeadObject of a missing key with 403 to a caller without s3:ListBucket, which
+/// the backup policy does not grant. That is "unknown", not "denied": the backup claims its key
+/// with the lock as usual, warns of nothing, moves on to `-2` when the key exists, and restore
+/// and prune work through the same answers.
+#[tokio::test]
+async fn on_aws_without_list_bucket_a_missing_key_is_unknown_not_denied() {
+    let db = database();
+    for store in STORES {
+        let bucket = store.bucket("aws403").await;
+        let proxy = Proxy::like_aws_without_list_bucket(&store.endpoint());
+        let url = proxy.url();
+        let backup = |extra: &[&str]| backup_with(store, &bucket, &url, extra);
+        let first = backup(&[]).run();
+        let json = first.ok();
+        assert!(!first.stderr.contains("warning"), "{}", first.stderr);
+        assert!(
+            proxy.count(Op::HeadObject) >= 1,
+            "HeadObject went through the proxy"
+        );
+        // A backup already at this second's key: the next one moves on to `-2`.
+        let key = json["key"].as_str().unwrap().to_string();
+        let time = BackupId::parse("pg/", &key).unwrap().time;
+        occupy_seconds_after(store, &bucket, db, time).await;
+        let second = backup(&[]).run().ok();
+        let second_key = second["key"].as_str().unwrap();
+        assert!(second_key.contains("Z-"), "{second_key}");
+        // Listing, checking and pruning through the same answers.
+        for (command, extra) in [
+            ("list", &["--json"][..]),
+            ("check", &["--database", db.as_str(), "--max-age", "1h"]),
+            ("prune", &["--keep-last", "1", "--dry-run"]),
+        ] {
+            crate::support::s3_command(store, &url, command, &bucket, extra)
+                .run()
+                .ok_plain();
+        }
+    }
+}
+
+/// Objects at `db`'s keys for the minute after `time`, so any backup in it finds its key taken.
+async fn occupy_seconds_after(
+    store: Store,
+    bucket: &str,
+    db: &str,
+    time: chrono::DateTime<chrono::Utc>,
+) {
+    for s in 0..60 {
+        let key = BackupId::new(
+            db,
+            time + chrono::Duration::seconds(s),
+            pg_s3_backup::layout::DumpFormat::Plain,
+        )
+        .key("pg/");
+        if store.keys_in(bucket).await.contains(&key) {
+            continue;
+        }
+        store
+            .client()
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .body(b"occupied".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+}

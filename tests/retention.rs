@@ -434,7 +434,9 @@ async fn least_privilege_backup_succeeds_and_skips_retention_with_one_warning() 
         out.stderr
     );
     run("prune", &no_delete).fails(1, &["s3:DeleteObject is denied"]);
-    // Both backups stand; the second one's lock object could not be deleted either.
+    // Both backups stand. Both claimed their key with a lock (HeadObject's 403 means "unknown",
+    // not "skip the claim"), and neither user may delete it: two spent locks, which a later
+    // prune with delete rights removes.
     let keys = store.keys_in(&bucket).await;
     assert_eq!(
         keys.iter().filter(|k| k.ends_with(".sql.gz")).count(),
@@ -443,7 +445,7 @@ async fn least_privilege_backup_succeeds_and_skips_retention_with_one_warning() 
     );
     assert_eq!(
         keys.iter().filter(|k| k.ends_with(".lock")).count(),
-        1,
+        2,
         "{keys:?}"
     );
 }

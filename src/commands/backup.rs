@@ -428,10 +428,10 @@ async fn claim_key(
                 continue;
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
-            Err(e) if s3::is_denied(&e) => {
-                output::warn(format_args!("s3:GetObject is denied, so {key} could not be checked for an existing backup from the same second; grant s3:GetObject on the prefix"));
-                return Ok(Claim { key, lock: None });
-            }
+            // AWS answers 403, not 404, for a missing key to a caller without s3:ListBucket
+            // (the backup policy grants none): the key's state is unknown, not denied. The lock
+            // and the conditional final write still keep a backup from overwriting another.
+            Err(e) if s3::is_denied(&e) => {}
             Err(e) => {
                 return Err(s3::describe(
                     "HeadObject",

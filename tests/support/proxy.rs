@@ -25,6 +25,7 @@ pub enum Op {
     DeleteObjects,
     DeleteObject,
     GetObject,
+    HeadObject,
     Other,
 }
 
@@ -48,6 +49,9 @@ pub enum Fault {
     /// Relays all but the last N bytes of the response body, then waits before the rest
     /// (a gzip object's 8-byte trailer, say).
     StallBodyEnd(usize, Duration),
+    /// Forwards the request; a 404 answer becomes a bare 403, as AWS answers HeadObject of a
+    /// missing key to a caller without s3:ListBucket.
+    NotFoundAsForbidden,
     /// The inner fault on the rule's Nth request and on every later one.
     Always(Box<Fault>),
 }
@@ -106,6 +110,18 @@ impl Proxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A proxy that answers as AWS does a caller without s3:ListBucket (the backup policy):
+    /// HeadObject of a missing key is 403, not 404.
+    pub fn like_aws_without_list_bucket(upstream: &str) -> Proxy {
+        let proxy = Proxy::start(upstream);
+        proxy.fail(
+            Op::HeadObject,
+            1,
+            Fault::Always(Box::new(Fault::NotFoundAsForbidden)),
+        );
+        proxy
+    }
+
     /// Applies `fault` to the `nth` (1-based) request of `op`.
     pub fn fail(&self, op: Op, nth: usize, fault: Fault) -> &Self {
         assert!(nth >= 1, "nth is 1-based");
@@ -154,6 +170,7 @@ fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Op {
         "DELETE" => Op::DeleteObject,
         // Path style: `/bucket/key`; bucket-level GETs (listings) have no key.
         "GET" if path_has_key(target) && !has("uploadId") => Op::GetObject,
+        "HEAD" if path_has_key(target) => Op::HeadObject,
         _ => Op::Other,
     }
 }
@@ -395,6 +412,12 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
                 crate::support::secret(value);
             }
         }
+    }
+    if matches!(fault, Some(Fault::NotFoundAsForbidden)) && code == 404 {
+        let resp = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        writer.write_all(resp)?;
+        writer.flush()?;
+        return Ok(());
     }
     let mut out = format!("{status_line}\r\n");
     for (k, v) in &resp_headers {
