@@ -49,6 +49,11 @@ pub const INPUTS: &[(&str, &str, Kind)] = &[
     ("sse", "--sse", Kind::Value),
     ("sse-kms-key-id", "--sse-kms-key-id", Kind::Value),
     ("dry-run", "--dry-run", Kind::Switch),
+    (
+        "abort-incomplete-after",
+        "--abort-incomplete-after",
+        Kind::Value,
+    ),
 ];
 
 /// Every output action.yml declares; `write_outputs` writes each of them.

@@ -234,6 +234,10 @@ pub struct BackupArgs {
     /// Read the new backup back and verify it (sha256, gzip, completeness) before pruning.
     #[arg(long)]
     pub verify: bool,
+    /// With a keep rule: also abort this tool's multipart uploads under the prefix, and delete
+    /// its lock objects, older than this (e.g. 24h, 3d): what a killed run left behind.
+    #[arg(long, env = "ABORT_INCOMPLETE_AFTER", default_value = "24h")]
+    pub abort_incomplete_after: String,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -60,6 +60,8 @@ pub struct BackupConfig {
     pub dry_run: bool,
     /// Verify the new object before pruning.
     pub verify: bool,
+    /// With a keep policy: clean up killed runs' uploads and locks older than this.
+    pub abort_after: std::time::Duration,
     pub json: bool,
 }
 
@@ -99,6 +101,10 @@ impl BackupConfig {
             retention: policy_from(&args.retention)?,
             dry_run: args.dry_run,
             verify: args.verify,
+            abort_after: parse_abort_after(
+                &args.abort_incomplete_after,
+                std::time::Duration::from_secs(3600),
+            )?,
             json: args.json,
         })
     }
@@ -305,6 +311,25 @@ pub fn policy_from(args: &RetentionArgs) -> Result<Policy> {
         keep_yearly: count(&args.keep_yearly, "--keep-yearly")?,
         keep_within,
     })
+}
+
+/// `--abort-incomplete-after`: how old a killed run's upload or lock must be to be cleaned up.
+/// `at_least` is the smallest age accepted: `backup` runs next to other backups of the same
+/// prefix (a matrix job), so it refuses an age at which it could abort one still in flight.
+pub fn parse_abort_after(
+    value: &str,
+    at_least: std::time::Duration,
+) -> Result<std::time::Duration> {
+    let parsed = humantime::parse_duration(value.trim()).map_err(|_| {
+        usage!("--abort-incomplete-after `{value}` is invalid: use a duration such as 24h or 3d")
+    })?;
+    if parsed < at_least {
+        return Err(usage!(
+            "--abort-incomplete-after `{value}` is shorter than {}: a backup still running in another job could be aborted; use at least {0}, such as 24h",
+            humantime::format_duration(at_least)
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Parses an integer flag within bounds, naming the flag and the range on failure.

@@ -449,3 +449,124 @@ async fn least_privilege_backup_succeeds_and_skips_retention_with_one_warning() 
         "{keys:?}"
     );
 }
+
+/// `backup --keep-*` (all the Action does) cleans up after killed runs like `prune`: this tool's
+/// uploads and locks older than `--abort-incomplete-after` go; another run's in-flight upload and
+/// lock, and uploads outside the layout, stay. A value short enough to abort a backup still
+/// running in another job is refused before anything happens.
+#[tokio::test]
+async fn backup_with_a_keep_rule_cleans_up_after_killed_runs() {
+    let db = unique("cleanup");
+    Pg::create_db(&db);
+    let store = Store::Moto;
+    let bucket = store.bucket("cleanup").await;
+    let client = store.client();
+    let at = |days| BackupId::new(&db, Utc::now() - Duration::days(days), DumpFormat::Plain);
+    let (stale, running) = (at(3).key("pg/"), at(0).key("pg/"));
+    let foreign = format!("pg/{db}/someone-elses-upload.bin");
+    for key in [&stale, &running, &foreign] {
+        client
+            .create_multipart_upload()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (stale_lock, running_lock) = (
+        BackupId::lock_key(&at(2).key("pg/")),
+        BackupId::lock_key(&running),
+    );
+    for key in [&stale_lock, &running_lock] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let url = Pg::url(&db);
+    let before = store.keys_in(&bucket).await;
+
+    for bad in ["30m", "0s", "soon"] {
+        let out = Run::backup(
+            store,
+            &bucket,
+            &url,
+            &["--keep-last", "5", "--abort-incomplete-after", bad],
+        )
+        .run();
+        out.fails(2, &[&format!("--abort-incomplete-after `{bad}`")]);
+        assert_eq!(store.keys_in(&bucket).await, before, "{bad}");
+        assert_eq!(store.open_uploads(&bucket).await, 3, "{bad}");
+    }
+
+    // A dry run plans retention but cleans nothing up.
+    let out = Run::backup(store, &bucket, &url, &["--keep-last", "5", "--dry-run"]).run();
+    let json = out.ok();
+    assert_eq!(json["retention"]["aborted_uploads"], serde_json::json!([]));
+    assert_eq!(store.open_uploads(&bucket).await, 3);
+
+    let out = Run::backup(store, &bucket, &url, &["--keep-last", "5"]).run();
+    let json = out.ok();
+    assert_eq!(
+        json["retention"]["aborted_uploads"],
+        serde_json::json!([stale])
+    );
+    assert_eq!(
+        json["retention"]["removed_locks"],
+        serde_json::json!([stale_lock])
+    );
+    let left = client
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut uploads: Vec<&str> = left.uploads().iter().filter_map(|u| u.key()).collect();
+    uploads.sort();
+    let mut want = vec![running.as_str(), foreign.as_str()];
+    want.sort();
+    assert_eq!(uploads, want);
+    let keys = store.keys_in(&bucket).await;
+    assert!(keys.contains(&running_lock), "{keys:?}");
+    assert!(!keys.contains(&stale_lock), "{keys:?}");
+
+    // Without --json the cleanup is reported too, and a backup without a keep rule does none.
+    client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key(&stale)
+        .send()
+        .await
+        .unwrap();
+    let out = Run::backup(store, &bucket, &url, &[]).run();
+    out.ok();
+    assert_eq!(store.open_uploads(&bucket).await, 3);
+
+    // An age reaching before the calendar's start cleans up nothing rather than failing.
+    let out = Run::backup(
+        store,
+        &bucket,
+        &url,
+        &[
+            "--keep-last",
+            "5",
+            "--abort-incomplete-after",
+            "400000years",
+        ],
+    )
+    .run();
+    assert_eq!(
+        out.ok()["retention"]["aborted_uploads"],
+        serde_json::json!([])
+    );
+    assert_eq!(store.open_uploads(&bucket).await, 3);
+    let out = Run::backup(store, &bucket, &url, &["--keep-last", "5"]).run();
+    assert_eq!(
+        out.ok()["retention"]["aborted_uploads"],
+        serde_json::json!([stale])
+    );
+}

@@ -100,7 +100,19 @@ async fn retain(
     )
     .await
     {
-        Ok(report) => Ok(Some(report)),
+        Ok(mut report) => {
+            if !cfg.dry_run {
+                clean_up(client, cfg, &mut report).await;
+            }
+            if let Some((key, why)) = report.failed.first() {
+                output::warn(format_args!(
+                    "the backup is complete, but {} of {} deletions failed; first: {key}: {why}",
+                    report.failed.len(),
+                    report.failed.len() + report.deleted.len() + report.removed_locks.len()
+                ));
+            }
+            Ok(Some(report))
+        }
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<store::Denied>()) {
             Some(denied) => {
                 let why = format!("retention was skipped: {denied}");
@@ -112,6 +124,17 @@ async fn retain(
             }
             None => Err(e.context(format!("the backup {uri} is complete, but pruning failed"))),
         },
+    }
+}
+
+/// After retention, what killed runs left behind (stale uploads and locks) is cleaned up under
+/// the same age rule as `prune --abort-incomplete-after`. The backup is complete by now, so a
+/// failure here is a warning, and the keys that could not be deleted are in the report.
+async fn clean_up(client: &aws_sdk_s3::Client, cfg: &BackupConfig, report: &mut prune::Report) {
+    if let Err(e) = prune::clean_up(client, &cfg.s3, cfg.abort_after, report).await {
+        output::warn(format_args!(
+            "the backup is complete, but cleaning up killed runs' uploads and locks failed: {e:#}"
+        ));
     }
 }
 
@@ -553,6 +576,16 @@ fn print_outcome(o: &Outcome, json: bool) -> Result<()> {
         ));
         for key in &o.pruned {
             output::data_line(format_args!("            deleted {key}"));
+        }
+    }
+    if let Some(r) = &o.retention {
+        for key in &r.aborted_uploads {
+            output::data_line(format_args!(
+                "  cleanup   aborted stale multipart upload of {key}"
+            ));
+        }
+        for key in &r.removed_locks {
+            output::data_line(format_args!("  cleanup   removed stale lock {key}"));
         }
     }
     Ok(())

@@ -65,12 +65,8 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
             "no keep rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within"
         ));
     }
-    let abort_after = humantime::parse_duration(&args.abort_incomplete_after).map_err(|_| {
-        usage!(
-            "--abort-incomplete-after `{}` is invalid: use a duration such as 24h or 3d",
-            args.abort_incomplete_after
-        )
-    })?;
+    let abort_after =
+        crate::config::parse_abort_after(&args.abort_incomplete_after, std::time::Duration::ZERO)?;
     let client = s3::client(&cfg).await?;
     let mut report = prune(
         &client,
@@ -82,18 +78,7 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
     )
     .await?;
     if !args.dry_run {
-        let before = Now::read().reference()
-            - chrono::Duration::from_std(abort_after).unwrap_or(chrono::Duration::MAX);
-        match store::abort_stale_uploads(&client, &cfg.bucket, &cfg.prefix, before).await? {
-            Aborted::Done(keys) => report.aborted_uploads = keys,
-            Aborted::Unsupported => crate::output::note(
-                "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked"
-            ),
-        }
-        let locks = store::stale_locks(&client, &cfg.bucket, &cfg.prefix, before).await?;
-        let removed = store::delete(&client, &cfg.bucket, &locks).await?;
-        report.removed_locks = removed.deleted;
-        report.failed.extend(removed.failed);
+        clean_up(&client, &cfg, abort_after, &mut report).await?;
     }
     print_report(&report, args.json)?;
     if !report.failed.is_empty() {
@@ -103,6 +88,32 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
             report.failed.len(),
             report.failed.len() + report.deleted.len()
         );
+    }
+    Ok(())
+}
+
+/// Cleans up after killed runs: aborts this tool's multipart uploads and deletes its lock
+/// objects older than `abort_after` (by the store's clock, and the key's own time too, so a
+/// backup in flight is never touched).
+pub async fn clean_up(
+    client: &aws_sdk_s3::Client,
+    cfg: &S3Config,
+    abort_after: std::time::Duration,
+    report: &mut Report,
+) -> Result<()> {
+    let before = chrono::Duration::from_std(abort_after)
+        .ok()
+        .and_then(|age| Now::read().reference().checked_sub_signed(age))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let locks = store::stale_locks(client, &cfg.bucket, &cfg.prefix, before).await?;
+    let removed = store::delete(client, &cfg.bucket, &locks).await?;
+    report.removed_locks = removed.deleted;
+    report.failed.extend(removed.failed);
+    match store::abort_stale_uploads(client, &cfg.bucket, &cfg.prefix, before).await? {
+        Aborted::Done(keys) => report.aborted_uploads = keys,
+        Aborted::Unsupported => crate::output::note(
+            "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked",
+        ),
     }
     Ok(())
 }
