@@ -36,28 +36,46 @@ fn run() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let mut signals = signals::Signals::install()?;
-        // `backup` aborts its own upload on a signal; every other command is stopped where it
-        // is (a restore's open transaction then rolls back) and exits 130/143 too.
-        let (command, stopped) = match &cli.command {
-            cli::Command::Backup(args) => {
-                return commands::backup::run(args, &mut signals).await;
-            }
-            cli::Command::List(args) => (boxed(commands::list::run(args)), "listing stopped"),
-            cli::Command::Prune(args) => (
-                boxed(commands::prune::run(args)),
-                "prune stopped: deletions already answered stand, the rest were not sent",
+        let (mut command, cooperates) = match &cli.command {
+            cli::Command::Backup(args) => (boxed(commands::backup::run(args)), true),
+            cli::Command::Prune(args) => (boxed(commands::prune::run(args)), true),
+            cli::Command::List(args) => (
+                boxed(signals::or_stop(commands::list::run(args), "listing stopped")),
+                false,
             ),
             cli::Command::Restore(args) => (
-                boxed(commands::restore::run(args)),
-                "the restore's transaction was rolled back: nothing was restored",
+                boxed(signals::or_stop(
+                    commands::restore::run(args),
+                    "the restore's transaction was rolled back: nothing was restored",
+                )),
+                false,
             ),
-            cli::Command::Verify(args) => (boxed(commands::verify::run(args)), "verify stopped"),
-            cli::Command::Check(args) => (boxed(commands::check::run(args)), "check stopped"),
+            cli::Command::Verify(args) => (
+                boxed(signals::or_stop(commands::verify::run(args), "verify stopped")),
+                false,
+            ),
+            cli::Command::Check(args) => (
+                boxed(signals::or_stop(commands::check::run(args), "check stopped")),
+                false,
+            ),
             cli::Command::Policy(args) => return commands::policy::run(args),
         };
-        tokio::select! {
-            result = command => result,
-            sig = signals.recv() => Err(anyhow::Error::new(error::Interrupted(sig)).context(stopped)),
+        let sig = tokio::select! {
+            result = &mut command => return result,
+            sig = signals.recv() => sig,
+        };
+        // `backup` aborts its upload and `prune` finishes the delete batch in flight; both then
+        // return their own Interrupted error, naming what was done. Past the grace, or if the
+        // command finished anyway, the answer is still "interrupted".
+        signals::request_stop(sig);
+        let interrupted = || anyhow::Error::new(error::Interrupted(sig));
+        match tokio::time::timeout(signals::GRACE, command).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(interrupted().context("stopped as it finished: what it printed is complete")),
+            Err(_) if cooperates => Err(interrupted().context(
+                "stopped before the requests in flight were answered: they may or may not have taken effect",
+            )),
+            Err(_) => Err(interrupted()),
         }
     })
 }

@@ -139,6 +139,9 @@ pub struct Deleted {
     pub deleted: Vec<String>,
     /// Keys the store refused, with its reason.
     pub failed: Vec<(String, String)>,
+    /// A signal stopped the deletion between requests: the keys after `deleted` and `failed`
+    /// were not sent.
+    pub stopped: bool,
 }
 
 /// Deletes keys with DeleteObjects in batches of 1,000, reading the per-key errors a 200
@@ -146,6 +149,10 @@ pub struct Deleted {
 pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<Deleted> {
     let mut out = Deleted::default();
     for batch in keys.chunks(DELETE_BATCH) {
+        if crate::signals::stop_requested().is_some() {
+            out.stopped = true;
+            break;
+        }
         let objects: Vec<ObjectIdentifier> = batch
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build())
@@ -215,6 +222,10 @@ async fn delete_one_by_one(
     out: &mut Deleted,
 ) -> Result<()> {
     for key in keys {
+        if crate::signals::stop_requested().is_some() {
+            out.stopped = true;
+            break;
+        }
         match client.delete_object().bucket(bucket).key(key).send().await {
             Ok(_) => out.deleted.push(key.clone()),
             Err(e) if is_denied(&e) => {

@@ -785,3 +785,283 @@ async fn occupy_seconds_after(
             .unwrap();
     }
 }
+
+/// `n` backups of `db`, an hour apart, written 32 at a time.
+async fn seed_many(store: Store, bucket: &str, db: &str, n: i64) -> Vec<String> {
+    let keys: Vec<String> = (0..n)
+        .map(|h| {
+            let time = chrono::Utc::now() - chrono::Duration::hours(h + 1);
+            BackupId::new(db, time, pg_s3_backup::layout::DumpFormat::Plain).key("pg/")
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(keys.len().div_ceil(32)) {
+        let (client, bucket, chunk) = (store.client(), bucket.to_string(), chunk.to_vec());
+        tasks.spawn(async move {
+            for key in chunk {
+                client
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(b"x".to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    keys
+}
+
+/// A signal stops `prune` between delete requests: the request in flight is answered, nothing
+/// more is sent, the deleted keys are listed and the exit is 130/143 within 5 s. Both paths: a
+/// DeleteObjects batch of 1,000 on moto (SIGINT), one DeleteObject per key on s3s-fs (SIGTERM).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_prune_between_deletions_and_says_what_was_deleted() {
+    struct Case {
+        store: Store,
+        backups: i64,
+        op: Op,
+        signal: i32,
+        code: i32,
+        deleted: usize,
+        /// Deletion requests sent when the signal goes (the last one still in flight).
+        sent: usize,
+    }
+    let cases = [
+        Case {
+            store: Store::Moto,
+            backups: 1102,
+            op: Op::DeleteObjects,
+            signal: libc::SIGINT,
+            code: 130,
+            deleted: 1000,
+            sent: 1,
+        },
+        Case {
+            store: Store::S3sFs,
+            backups: 6,
+            op: Op::DeleteObject,
+            signal: libc::SIGTERM,
+            code: 143,
+            deleted: 2,
+            sent: 2,
+        },
+    ];
+    for c in cases {
+        let bucket = c.store.bucket("prunesig").await;
+        let seeded = seed_many(c.store, &bucket, "app", c.backups).await;
+        let proxy = Proxy::start(&c.store.endpoint());
+        if c.op == Op::DeleteObject {
+            proxy.fail(
+                Op::DeleteObjects,
+                1,
+                Fault::Always(Box::new(Fault::Status(501))),
+            );
+        }
+        // Each deletion request waits 1.5 s at the proxy: the signal lands while it is in flight.
+        proxy.fail(
+            c.op,
+            1,
+            Fault::Always(Box::new(Fault::Delay(Duration::from_millis(1500)))),
+        );
+        let child = prune_via(c.store, &bucket, &proxy.url(), "app").spawn();
+        let started = std::time::Instant::now();
+        while proxy.count(c.op) < c.sent {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "{:?}: no deletion sent",
+                c.store
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let signalled = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as i32, c.signal) };
+        let out: crate::support::Done =
+            tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+                .await
+                .unwrap()
+                .into();
+        assert!(
+            signalled.elapsed().as_secs_f64() < 5.0,
+            "took {:?}",
+            signalled.elapsed()
+        );
+        let planned = c.backups as usize - 2;
+        out.fails(
+            c.code,
+            &[
+                "interrupted by",
+                &format!(
+                    "prune stopped after deleting {} of {planned} backups",
+                    c.deleted
+                ),
+                "the rest were not sent",
+            ],
+        );
+        assert!(
+            out.stdout.contains(&format!(
+                "stopped by a signal: deleted only these {}",
+                c.deleted
+            )),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(
+            out.stdout.matches("\n  deleted ").count(),
+            c.deleted,
+            "{}",
+            out.stdout
+        );
+        assert_eq!(
+            proxy.count(c.op),
+            c.sent,
+            "{:?}: requests after the signal",
+            c.store
+        );
+        let left = c.store.keys_in(&bucket).await;
+        assert_eq!(left.len(), c.backups as usize - c.deleted, "{:?}", c.store);
+        // The two newest are kept whatever happened; what is gone was listed as deleted.
+        for key in &seeded[..2] {
+            assert!(left.contains(key), "{key}");
+        }
+        for key in seeded.iter().filter(|k| !left.contains(k)) {
+            assert!(out.stdout.contains(&format!("  deleted {key}\n")), "{key}");
+        }
+    }
+}
+
+/// Once the backup is sent for commit it is not dropped: a signal while CompleteMultipartUpload
+/// is in flight, or while retention deletes, leaves a complete backup, reported on stdout, and
+/// the exit is 130/143 naming what was left undone. Nothing is left open or locked. (Retention
+/// stopping between batches is `a_signal_stops_prune_between_deletions_and_says_what_was_deleted`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_after_the_last_part_leaves_a_complete_reported_backup() {
+    for (store, op, signal, code, undone) in [
+        (
+            Store::Moto,
+            Op::CompleteMultipartUpload,
+            libc::SIGINT,
+            130,
+            "retention was not run: run prune",
+        ),
+        (
+            Store::S3sFs,
+            Op::DeleteObjects,
+            libc::SIGTERM,
+            143,
+            "the signal came as retention finished",
+        ),
+    ] {
+        let bucket = store.bucket("commitsig").await;
+        let seeded = seed_many(store, &bucket, database(), 4).await;
+        let proxy = Proxy::start(&store.endpoint());
+        proxy.fail(op, 1, Fault::Delay(Duration::from_millis(1500)));
+        let child = backup_with(store, &bucket, &proxy.url(), &["--keep-last", "2"]).spawn();
+        let started = Instant::now();
+        while proxy.count(op) < 1 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "{store:?}: {op:?} never sent"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let signalled = Instant::now();
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out: Done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+            .into();
+        assert!(
+            signalled.elapsed().as_secs_f64() < 5.0,
+            "took {:?}",
+            signalled.elapsed()
+        );
+        let err = out.fails(code, &["interrupted by", "is complete", undone]);
+        assert!(!err.contains("nothing was stored"), "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("the outcome");
+        let key = json["key"].as_str().unwrap().to_string();
+        check_content(store, &bucket, &json).await;
+        assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+        let mut want = seeded.clone();
+        if op == Op::DeleteObjects {
+            // The delete request in flight was answered: the three oldest are gone.
+            want.truncate(1);
+            assert_eq!(proxy.count(op), 1);
+        }
+        want.push(key);
+        want.sort();
+        let mut left = store.keys_in(&bucket).await;
+        left.sort();
+        assert_eq!(
+            left, want,
+            "{store:?}: no lock, the backup, and what retention left"
+        );
+    }
+}
+
+/// `verify`, `list` and `check` stop on SIGINT/SIGTERM within 5 s with 130/143, whatever
+/// request they are waiting on (a download stalled mid-body, a listing that does not answer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_verify_list_and_check_at_once() {
+    let store = Store::Moto;
+    let bucket = store.bucket("readsig").await;
+    let json = run(backup(store, &bucket, &store.endpoint())).await.ok();
+    let key = json["key"].as_str().unwrap().to_string();
+    let db = database().as_str();
+    for (command, extra, op, fault, signal, code) in [
+        (
+            "verify",
+            vec!["--key", key.as_str()],
+            Op::GetObject,
+            Fault::StallBody(Duration::from_secs(60)),
+            libc::SIGINT,
+            130,
+        ),
+        (
+            "list",
+            vec![],
+            Op::Other,
+            Fault::Delay(Duration::from_secs(60)),
+            libc::SIGTERM,
+            143,
+        ),
+        (
+            "check",
+            vec!["--database", db, "--max-age", "1d"],
+            Op::Other,
+            Fault::Delay(Duration::from_secs(60)),
+            libc::SIGINT,
+            130,
+        ),
+    ] {
+        let proxy = Proxy::start(&store.endpoint());
+        proxy.fail(op, 1, fault);
+        let child =
+            crate::support::s3_command(store, &proxy.url(), command, &bucket, &extra).spawn();
+        let started = Instant::now();
+        while proxy.count(op) < 1 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "{command}: {op:?} never sent"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let signalled = Instant::now();
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out: Done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+            .into();
+        assert!(
+            signalled.elapsed().as_secs_f64() < 5.0,
+            "{command} took {:?}",
+            signalled.elapsed()
+        );
+        out.fails(code, &["interrupted by", "stopped"]);
+    }
+}

@@ -11,7 +11,6 @@ use crate::error::Interrupted;
 use crate::layout::BackupId;
 use crate::output;
 use crate::progress::{Counters, Reporter};
-use crate::signals::Signals;
 use crate::source::complete::Watch;
 use crate::source::pg_dump::{self, PgDump};
 use crate::source::preflight::{self, ServerInfo};
@@ -138,7 +137,7 @@ async fn clean_up(client: &aws_sdk_s3::Client, cfg: &BackupConfig, report: &mut 
     }
 }
 
-pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
+pub async fn run(args: &BackupArgs) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
     let started = Instant::now();
     output::group("Preflight: PostgreSQL, pg_dump, S3");
@@ -174,10 +173,30 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     ));
     output::group("Dump, compress, upload");
     let reporter = Reporter::start(counters.clone());
-    let result = tokio::select! {
+    let ready = tokio::select! {
         r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
-        sig = signals.recv() => Err(anyhow::Error::new(Interrupted(sig))
-            .context("the upload was aborted and nothing was stored")),
+        sig = crate::signals::stopped() => Err(anyhow::Error::new(Interrupted(sig))),
+    };
+    // A signal that came while the last part was answered still stops the backup. Once the
+    // commit is sent it is not dropped: a dropped CompleteMultipartUpload may have taken effect,
+    // and "nothing was stored" would then be a lie.
+    let ready = ready.and_then(|r| match crate::signals::stop_requested() {
+        Some(sig) => Err(anyhow::Error::new(Interrupted(sig))),
+        None => Ok(r),
+    });
+    let result = match ready {
+        Ok(Ready {
+            staged,
+            extra,
+            sha256,
+        }) => uploader
+            .commit(staged, extra)
+            .await
+            .map(|attached| (sha256, attached)),
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            Err(e.context("the upload was aborted and nothing was stored"))
+        }
+        Err(e) => Err(e),
     };
     drop(reporter);
     if result.is_err() {
@@ -188,19 +207,50 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     release(&client, &cfg.s3.bucket, &claim).await;
     let (sha256, metadata_complete) = result?;
     let size = counters.compressed();
+    // From here on the backup exists. A signal stops what is left (verification, retention)
+    // and the outcome is still reported, with exit 130/143.
     let verified = if cfg.verify {
         output::group("Verify");
-        let line = crate::commands::verify::verify_key(&client, &cfg.s3, &key).await?;
-        output::note(&line);
-        true
+        let verify = crate::commands::verify::verify_key(&client, &cfg.s3, &key);
+        match crate::signals::or_stop(verify, "verify stopped").await {
+            Ok(line) => {
+                output::note(&line);
+                true
+            }
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => false,
+            Err(e) => return Err(e),
+        }
     } else {
         false
     };
-    if !cfg.retention.is_empty() {
-        output::group("Retention");
-    }
-    let retention = retain(&client, &cfg, &server.database, &key, size).await?;
+    let retention = match crate::signals::stop_requested() {
+        None => {
+            if !cfg.retention.is_empty() {
+                output::group("Retention");
+            }
+            retain(&client, &cfg, &server.database, &key, size).await?
+        }
+        Some(_) => None,
+    };
     output::end_group();
+    let stopped = crate::signals::stop_requested().map(|sig| {
+        let undone = match &retention {
+            Some(r) if r.interrupted => format!(
+                "retention stopped after deleting {} backups: run prune to finish",
+                r.deleted.len()
+            ),
+            Some(_) => "the signal came as retention finished".to_string(),
+            None if cfg.verify && !verified => {
+                "it was neither verified nor pruned: run verify, then prune".to_string()
+            }
+            None if !cfg.retention.is_empty() => "retention was not run: run prune".to_string(),
+            None => "the signal came as it finished: nothing was left undone".to_string(),
+        };
+        anyhow::Error::new(Interrupted(sig)).context(format!(
+            "the backup s3://{}/{key} is complete; {undone}",
+            cfg.s3.bucket
+        ))
+    });
     let outcome = Outcome {
         uri: uploader.uri(),
         key,
@@ -230,7 +280,8 @@ pub async fn run(args: &BackupArgs, signals: &mut Signals) -> Result<()> {
     if action::in_actions() {
         report_to_actions(&outcome)?;
     }
-    print_outcome(&outcome, cfg.json)
+    print_outcome(&outcome, cfg.json)?;
+    stopped.map_or(Ok(()), Err)
 }
 
 /// `$GITHUB_OUTPUT` and the job summary.
@@ -301,14 +352,14 @@ fn summary_markdown(o: &Outcome) -> String {
     text
 }
 
-/// Runs the stream to the point of a completed object; returns the sha256 and whether the
-/// metadata was attached. The caller aborts the upload on any error.
+/// Runs the stream up to the commit: pg_dump exited 0, the dump is complete and every part is
+/// uploaded. The caller commits, or aborts the upload on any error or signal.
 async fn pipeline(
     cfg: &BackupConfig,
     dump: &PgDump,
     uploader: &mut Uploader,
     counters: Arc<Counters>,
-) -> Result<(String, bool)> {
+) -> Result<Ready> {
     let mut child = dump.spawn(&cfg.conn, cfg.format, &cfg.pg_dump_args)?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let compressed = spawn_compressor(child.take_stdout(), tx, cfg.gzip.clone(), counters.clone())?;
@@ -336,8 +387,18 @@ async fn pipeline(
         ("sha256".to_string(), sha256.clone()),
         ("raw-size".to_string(), stats.raw_bytes.to_string()),
     ]);
-    let attached = uploader.commit(staged, extra).await?;
-    Ok((sha256, attached))
+    Ok(Ready {
+        staged,
+        extra,
+        sha256,
+    })
+}
+
+/// A complete dump, every part uploaded: what `Uploader::commit` needs to make it the object.
+struct Ready {
+    staged: crate::upload::Staged,
+    extra: HashMap<String, String>,
+    sha256: String,
 }
 
 type CompressResult = Result<(compress::GzipStats, String, Watch)>;

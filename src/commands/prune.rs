@@ -39,9 +39,25 @@ pub struct Report {
     pub future: Vec<String>,
     /// Lock objects of backups that started before `--abort-incomplete-after` (a killed run's).
     pub removed_locks: Vec<String>,
+    /// A signal stopped the deletions: only `deleted` were deleted, the rest were not sent.
+    pub interrupted: bool,
 }
 
 impl Report {
+    /// What a signal left done and undone, for the error line.
+    pub fn stopped(&self) -> String {
+        let planned = self
+            .plans
+            .iter()
+            .flat_map(|p| &p.decisions)
+            .filter(|d| !d.keep)
+            .count();
+        format!(
+            "prune stopped after deleting {} of {planned} backups (listed above); the rest were not sent: run prune again to finish",
+            self.deleted.len()
+        )
+    }
+
     pub fn kept(&self) -> usize {
         self.plans
             .iter()
@@ -81,6 +97,9 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
         clean_up(&client, &cfg, abort_after, &mut report).await?;
     }
     print_report(&report, args.json)?;
+    if let Some(sig) = crate::signals::stop_requested() {
+        return Err(anyhow::Error::new(crate::error::Interrupted(sig)).context(report.stopped()));
+    }
     if !report.failed.is_empty() {
         let (key, why) = &report.failed[0];
         bail!(
@@ -101,6 +120,9 @@ pub async fn clean_up(
     abort_after: std::time::Duration,
     report: &mut Report,
 ) -> Result<()> {
+    if crate::signals::stop_requested().is_some() {
+        return Ok(());
+    }
     let before = chrono::Duration::from_std(abort_after)
         .ok()
         .and_then(|age| Now::read().reference().checked_sub_signed(age))
@@ -191,6 +213,7 @@ pub async fn prune(
         let result = store::delete(client, &cfg.bucket, &doomed).await?;
         report.deleted = result.deleted;
         report.failed = result.failed;
+        report.interrupted = result.stopped;
     }
     Ok(report)
 }
@@ -234,6 +257,15 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
     }
     if report.plans.is_empty() {
         output::data_line(format_args!("no backups to prune"));
+    }
+    if report.interrupted {
+        output::data_line(format_args!(
+            "stopped by a signal: deleted only these {}",
+            report.deleted.len()
+        ));
+        for key in &report.deleted {
+            output::data_line(format_args!("  deleted {key}"));
+        }
     }
     for key in &report.aborted_uploads {
         output::data_line(format_args!("aborted stale multipart upload of {key}"));
