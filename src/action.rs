@@ -49,6 +49,7 @@ pub const INPUTS: &[(&str, &str, Kind)] = &[
     ("sse", "--sse", Kind::Value),
     ("sse-kms-key-id", "--sse-kms-key-id", Kind::Value),
     ("dry-run", "--dry-run", Kind::Switch),
+    ("connect-timeout", "--connect-timeout", Kind::Value),
     (
         "abort-incomplete-after",
         "--abort-incomplete-after",

@@ -170,6 +170,10 @@ pub struct BackupArgs {
     /// libpq `key=value` string. Without it, the PG* environment variables are used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
+    /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
+    #[arg(long, allow_hyphen_values = true)]
+    pub connect_timeout: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
     /// Dump format: `plain` (SQL text, restore with psql) or `custom` (pg_restore; dumped with
@@ -275,6 +279,10 @@ pub struct RestoreArgs {
     /// Restore even if the target database already has tables.
     #[arg(long)]
     pub force: bool,
+    /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
+    /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
+    #[arg(long, allow_hyphen_values = true)]
+    pub connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +294,10 @@ pub struct VerifyArgs {
     /// Also restore into this scratch database and count its tables.
     #[arg(long)]
     pub restore_check: Option<String>,
+    /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
+    /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
+    #[arg(long, allow_hyphen_values = true)]
+    pub connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

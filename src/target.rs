@@ -6,6 +6,7 @@
 //! all back.
 
 use crate::source::conninfo::ConnInfo;
+use crate::source::preflight;
 use crate::sql_script::Event;
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
@@ -16,6 +17,8 @@ use tokio_postgres::{AsyncMessage, Client, CopyInSink};
 
 pub struct Target {
     client: Client,
+    /// For the short queries' time limit and messages.
+    conn: ConnInfo,
     copy: Option<(Pin<Box<CopyInSink<Bytes>>>, u64)>,
     statements: u64,
     _driver: tokio::task::JoinHandle<()>,
@@ -24,11 +27,7 @@ pub struct Target {
 impl Target {
     /// Connects to `conn` and opens the restore's transaction.
     pub async fn begin(conn: &ConnInfo) -> Result<Self> {
-        let config = conn.preflight_config()?;
-        let (client, mut connection) = config
-            .connect(crate::source::tls::connector(conn)?)
-            .await
-            .context("connecting to the target database")?;
+        let (client, mut connection) = preflight::connect(conn).await?;
         // The server's notices can quote the dump: forwarded inert.
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -42,12 +41,12 @@ impl Target {
                 }
             }
         });
-        client
-            .execute("BEGIN", &[])
-            .await
+        preflight::answer(conn, "BEGIN", client.execute("BEGIN", &[]))
+            .await?
             .map_err(|e| describe(&e, "BEGIN", 0))?;
         Ok(Self {
             client,
+            conn: conn.clone(),
             copy: None,
             statements: 0,
             _driver: driver,
@@ -59,16 +58,19 @@ impl Target {
     /// dump's SQL runs with those rights, and through dblink can even commit outside the
     /// restore's transaction.
     pub async fn powerful_role(&self) -> Result<Option<String>> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT current_user::text, \
-                 pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
-                 OR pg_catalog.pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')",
-                &[],
-            )
-            .await
-            .map_err(|e| describe(&e, "reading the restoring role's rights", 0))?;
+        let query = self.client.query_one(
+            "SELECT current_user::text, \
+             pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+             OR pg_catalog.pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')",
+            &[],
+        );
+        let row = preflight::answer(
+            &self.conn,
+            "the query for the restoring role's rights",
+            query,
+        )
+        .await?
+        .map_err(|e| describe(&e, "reading the restoring role's rights", 0))?;
         Ok(row.get::<_, bool>(1).then(|| row.get(0)))
     }
 

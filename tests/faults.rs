@@ -1065,3 +1065,152 @@ async fn a_signal_stops_verify_list_and_check_at_once() {
         out.fails(code, &["interrupted by", "stopped"]);
     }
 }
+
+/// A TCP server on 127.0.0.1 that accepts and then never answers. With `startup`, it does
+/// answer the startup like PostgreSQL (no TLS, AuthenticationOk, ReadyForQuery) and then no
+/// query. No real server here stalls on demand, so this is a hand-written stand-in.
+fn silent_server(startup: bool) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let read_message = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+                    let mut len = [0u8; 4];
+                    stream.read_exact(&mut len).ok()?;
+                    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                    stream.read_exact(&mut body).ok()?;
+                    Some(body)
+                };
+                if startup {
+                    let Some(mut first) = read_message(&mut stream) else {
+                        return;
+                    };
+                    if first == [0x04, 0xd2, 0x16, 0x2f] {
+                        // SSLRequest: no TLS here; the startup message follows.
+                        stream.write_all(b"N").unwrap();
+                        let Some(next) = read_message(&mut stream) else {
+                            return;
+                        };
+                        first = next;
+                    }
+                    let _ = first;
+                    let mut answer = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+                    answer.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+                    stream.write_all(&answer).unwrap();
+                }
+                // Read whatever comes (queries, Terminate) and never answer.
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// Bounded waits: a server that accepts and never answers, or answers the startup and then no
+/// query, fails backup, restore and verify --restore-check within the limit plus a little, with
+/// one line naming host and port, before any S3 request and with nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_database_server_fails_within_the_connect_timeout() {
+    let proxy = Proxy::start(&Store::Moto.endpoint());
+    let bucket = Store::Moto.bucket("silent").await;
+    // A real dump: restore reads the object's start before it connects.
+    let backup_json = run(Run::backup(Store::Moto, &bucket, &Pg::url(database()), &[]))
+        .await
+        .ok();
+    let key = backup_json["key"].as_str().unwrap().to_string();
+    for (startup, what) in [
+        (false, "no answer within 2 s"),
+        (true, "did not answer the preflight query within 2 s"),
+    ] {
+        let port = silent_server(startup);
+        let url = format!("postgres://pgs3:secret-pw-4711@127.0.0.1:{port}/db?sslmode=prefer");
+        let at = format!("PostgreSQL at 127.0.0.1:{port}");
+        let s3 = crate::support::s3_args(&proxy.url(), &bucket);
+        let s3: Vec<&str> = s3.iter().map(String::as_str).collect();
+        let (ak, sk) = Store::Moto.keys();
+        let commands: [Vec<&str>; 3] = [
+            [
+                &["backup", "--database-url", &url, "--connect-timeout", "2"][..],
+                &s3[..],
+            ]
+            .concat(),
+            [
+                &[
+                    "restore",
+                    "--key",
+                    &key,
+                    "--target-url",
+                    &url,
+                    "--connect-timeout",
+                    "2",
+                ][..],
+                &s3[..],
+            ]
+            .concat(),
+            [
+                &[
+                    "verify",
+                    "--key",
+                    &key,
+                    "--restore-check",
+                    &url,
+                    "--connect-timeout",
+                    "2",
+                ][..],
+                &s3[..],
+            ]
+            .concat(),
+        ];
+        for args in commands {
+            let before = proxy.log().len();
+            let started = Instant::now();
+            let out = run(Run::new(&args)
+                .env("AWS_ACCESS_KEY_ID", &ak)
+                .env("AWS_SECRET_ACCESS_KEY", &sk))
+            .await;
+            let took = started.elapsed().as_secs_f64();
+            assert!(took < 10.0, "{}: took {took:.1} s", args[0]);
+            let err = out.fails(1, &[&at, what, "--connect-timeout"]);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(!err.contains("secret-pw-4711"), "{err}");
+            if args[0] == "backup" {
+                // Nothing reached S3: preflight comes first.
+                assert_eq!(proxy.log().len(), before, "{:?}", proxy.log());
+            }
+        }
+    }
+    assert_eq!(Store::Moto.keys_in(&bucket).await, vec![key]);
+}
+
+/// At the defaults, a server that accepts and never answers fails the backup within 60 s (30 s
+/// is the default limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_database_server_fails_within_a_minute_by_default() {
+    let port = silent_server(false);
+    let started = Instant::now();
+    let out = run(Run::new(&[
+        "backup",
+        "--database-url",
+        &format!("postgres://pgs3:pw@127.0.0.1:{port}/db"),
+        "--bucket",
+        "some-bucket",
+        "--endpoint-url",
+        "http://127.0.0.1:1",
+        "--region",
+        "us-east-1",
+    ]))
+    .await;
+    let took = started.elapsed().as_secs_f64();
+    out.fails(
+        1,
+        &[
+            &format!("PostgreSQL at 127.0.0.1:{port}"),
+            "no answer within 30 s",
+        ],
+    );
+    assert!((25.0..60.0).contains(&took), "took {took:.1} s");
+}

@@ -24,7 +24,9 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
     check_selection(&args.which)?;
     let target = match (&args.target_url, args.output.as_deref()) {
-        (Some(url), None) => Some(ConnInfo::parse(Some(url))?),
+        (Some(url), None) => Some(
+            ConnInfo::parse(Some(url))?.with_connect_timeout(args.connect_timeout.as_deref())?,
+        ),
         (None, Some("-")) => None,
         (None, Some(other)) => return Err(usage!("--output `{other}` is not supported: use `--output -` for stdout (nothing is written to disk)")),
         (Some(_), Some(_)) => return Err(usage!("--target-url and --output both given: choose one")),
@@ -201,18 +203,15 @@ async fn restore_archive(
 }
 
 async fn count_tables(conn: &ConnInfo) -> Result<i64> {
-    let config = conn.preflight_config()?;
-    let (client, connection) = config
-        .connect(crate::source::tls::connector(conn)?)
-        .await
-        .context("connecting to the target database")?;
+    let (client, connection) = preflight::connect(conn).await?;
     let driver = tokio::spawn(connection);
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
-            &[],
-        )
-        .await?;
+    let query = client.query_one(
+        "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        &[],
+    );
+    let row = preflight::answer(conn, "the query counting its tables", query)
+        .await?
+        .context("counting the target database's tables")?;
     drop(client);
     let _ = driver.await;
     Ok(row.get(0))

@@ -83,6 +83,10 @@ const ENV_FALLBACKS: &[(&str, &str)] = &[
     ("connect_timeout", "PGCONNECT_TIMEOUT"),
 ];
 
+/// Seconds to wait for a connection (and for the tool's own short queries) by default.
+pub const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
+const MAX_CONNECT_TIMEOUT: u64 = 3600;
+
 /// libpq's `sslmode`, which decides TLS for both connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -197,7 +201,51 @@ impl ConnInfo {
             info.password = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty());
         }
         info.sslmode()?;
+        info.resolve_connect_timeout(None)?;
         Ok(info)
+    }
+
+    /// With `--connect-timeout`: it overrides the connection string's `connect_timeout`.
+    pub fn with_connect_timeout(mut self, flag: Option<&str>) -> Result<Self> {
+        if flag.is_some() {
+            self.resolve_connect_timeout(flag)?;
+        }
+        Ok(self)
+    }
+
+    /// Every connection gets a bounded wait: `--connect-timeout`, else the string's (or
+    /// `PGCONNECT_TIMEOUT`'s) `connect_timeout`, else 30 s. libpq's 0 ("wait forever") and
+    /// values past an hour are refused.
+    fn resolve_connect_timeout(&mut self, flag: Option<&str>) -> Result<()> {
+        let (value, from) = match (flag, self.get("connect_timeout")) {
+            (Some(v), _) => (v.to_string(), "--connect-timeout"),
+            (None, Some(v)) => (
+                v.to_string(),
+                "connect_timeout (from the database connection or PGCONNECT_TIMEOUT)",
+            ),
+            (None, None) => (DEFAULT_CONNECT_TIMEOUT.to_string(), "connect_timeout"),
+        };
+        let seconds = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=MAX_CONNECT_TIMEOUT).contains(s))
+            .ok_or_else(|| {
+                usage!(
+                    "{from} `{value}` is invalid: use whole seconds from 1 to {MAX_CONNECT_TIMEOUT} (0 would wait forever)"
+                )
+            })?;
+        self.set("connect_timeout".into(), seconds.to_string());
+        Ok(())
+    }
+
+    /// The longest wait for a connection, and for the tool's own short queries on it.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        let seconds = self
+            .get("connect_timeout")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        std::time::Duration::from_secs(seconds)
     }
 
     fn set(&mut self, key: String, value: String) {
@@ -268,9 +316,6 @@ impl ConnInfo {
         }
         if self.get("dbname").is_none() {
             pairs.push(("dbname", self.dbname()));
-        }
-        if self.get("connect_timeout").is_none() {
-            pairs.push(("connect_timeout", "10".into()));
         }
         pairs.push(("sslmode", self.sslmode()?.preflight().into()));
         let text = render(pairs.iter().map(|(k, v)| (*k, v.as_str())));
@@ -590,6 +635,47 @@ mod tests {
         // Rendering and parsing again gives the same keywords (round trip through libpq quoting).
         let again = parse(&info.dump_conninfo());
         assert_eq!(again.params, info.params);
+    }
+
+    #[test]
+    fn every_connection_gets_a_bounded_connect_timeout() {
+        // The default, what the string says, and the flag over both; pg_dump and tokio-postgres
+        // both get it.
+        for (input, flag, want) in [
+            ("host=h", None, 30),
+            ("postgres://u@h/db?connect_timeout=7", None, 7),
+            ("host=h connect_timeout=7", Some("5"), 5),
+            ("host=h", Some(" 3600 "), 3600),
+        ] {
+            let info = parse(input).with_connect_timeout(flag).unwrap();
+            assert_eq!(info.connect_timeout().as_secs(), want, "{input} {flag:?}");
+            let dump = info.dump_conninfo();
+            assert!(
+                dump.contains(&format!("connect_timeout='{want}'")),
+                "{dump}"
+            );
+            let config = info.preflight_config().unwrap();
+            assert_eq!(
+                config.get_connect_timeout(),
+                Some(&std::time::Duration::from_secs(want))
+            );
+        }
+        // libpq's 0 waits forever: refused, like anything that is not whole seconds.
+        for bad in ["0", "-1", "2.5", "3601", "soon", ""] {
+            let err = ConnInfo::parse(Some("host=h"))
+                .unwrap()
+                .with_connect_timeout(Some(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("--connect-timeout `{bad}` is invalid")),
+                "{err}"
+            );
+            let err = ConnInfo::parse(Some(&format!("host=h connect_timeout='{bad}'")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("connect_timeout (from the database connection or PGCONNECT_TIMEOUT) `{bad}` is invalid")), "{err}");
+        }
     }
 
     #[test]

@@ -17,19 +17,65 @@ pub struct ServerInfo {
     pub size_bytes: i64,
 }
 
-pub async fn check(conn: &ConnInfo) -> Result<ServerInfo> {
+/// A tokio-postgres connection as [`connect`] opens it.
+pub type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        tokio_postgres::Socket,
+    >>::Stream,
+>;
+
+/// Connects, waiting at most the connection's `connect_timeout` for the whole of it: TCP, TLS,
+/// authentication and the server's first ReadyForQuery. (tokio-postgres's own `connect_timeout`
+/// bounds only the TCP connect, so a server that accepts and never answers would hang.)
+pub async fn connect(conn: &ConnInfo) -> Result<(tokio_postgres::Client, Connection)> {
     let config = conn.preflight_config()?;
     let tls = crate::source::tls::connector(conn)?;
-    let (client, connection) = config.connect(tls).await.map_err(|e| explain(conn, &e))?;
+    let limit = conn.connect_timeout();
+    match tokio::time::timeout(limit, config.connect(tls)).await {
+        Ok(connected) => connected.map_err(|e| explain(conn, &e)),
+        Err(_) => Err(anyhow!(
+            "cannot connect to PostgreSQL at {} (database `{}`): no answer within {} s: check that the host and port in the database URL are a PostgreSQL server and that it is not overloaded, or raise --connect-timeout",
+            conn.display_host(),
+            conn.dbname(),
+            limit.as_secs()
+        )),
+    }
+}
+
+/// One of the tool's own short queries (not the dump, not the restore's statements): it gets
+/// the connection's `connect_timeout` too, so a server that stops answering fails the command.
+pub async fn answer<F: std::future::Future>(
+    conn: &ConnInfo,
+    what: &str,
+    query: F,
+) -> Result<F::Output> {
+    let limit = conn.connect_timeout();
+    match tokio::time::timeout(limit, query).await {
+        Ok(answered) => Ok(answered),
+        Err(_) => Err(anyhow!(
+            "PostgreSQL at {} (database `{}`) did not answer {what} within {} s: check the server's load and locks, or raise --connect-timeout",
+            conn.display_host(),
+            conn.dbname(),
+            limit.as_secs()
+        )),
+    }
+}
+
+pub async fn check(conn: &ConnInfo) -> Result<ServerInfo> {
+    let (client, connection) = connect(conn).await?;
     let driver = tokio::spawn(connection);
-    let row = client
-        .query_one(
+    let row = answer(
+        conn,
+        "the preflight query",
+        client.query_one(
             "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
              current_database(), pg_database_size(current_database())",
             &[],
-        )
-        .await
-        .map_err(|e| explain(conn, &e))?;
+        ),
+    )
+    .await?
+    .map_err(|e| explain(conn, &e))?;
     drop(client);
     let _ = driver.await;
     let num: i32 = row.get(0);
