@@ -8,7 +8,7 @@ use crate::error::usage;
 use crate::layout::DumpFormat;
 use crate::retention::{Policy, Span};
 use crate::source::conninfo::ConnInfo;
-use crate::upload::{PartSizer, MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
+use crate::upload::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,7 +40,9 @@ pub struct ObjectOptions {
 
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    pub parts: PartSizer,
+    /// `--part-size`: the smallest part; the plan may choose larger ones for a large database.
+    pub part_size: u64,
+    pub max_parts: u32,
     pub concurrency: usize,
 }
 
@@ -86,7 +88,8 @@ impl BackupConfig {
         }
         let max_parts = int_in(&args.max_parts, "--max-parts", 1, S3_MAX_PARTS.into())? as u32;
         let upload = UploadOptions {
-            parts: PartSizer::new(part_size, max_parts),
+            part_size,
+            max_parts,
             concurrency: int_in(&args.upload_concurrency, "--upload-concurrency", 1, 64)? as usize,
         };
         Ok(Self {

@@ -29,29 +29,50 @@ pub const S3_MAX_PARTS: u32 = 10_000;
 /// Largest object CopyObject accepts; used to attach the final metadata.
 const MAX_COPY_SIZE: u64 = MAX_PART_SIZE;
 
-/// Part sizes for a stream of unknown length: the first parts are `initial`; the size doubles
-/// every `interval` parts (capped at 5 GiB), with the slowest growth that still lets a stream
-/// of S3's maximum object size fit in `max_parts`. Small dumps keep small parts (low memory);
-/// huge ones never die at the 10,000-part limit.
+/// The part plan: one size for every part of the upload, chosen before the first byte from
+/// what is known then (the database's size on disk, `--part-size`, `--max-parts`), so that the
+/// non-trailing parts are all equal, as Cloudflare R2 and its imitators require, and memory is at
+/// most (concurrency + 1) x the part size. The plan spans all but a reserve of the allowed parts;
+/// a dump larger than planned goes on into the reserve with parts that double every `interval`
+/// parts (the slowest growth that still reaches S3's 5 TiB, else doubling every part), with a
+/// warning, so it still completes on stores that take unequal parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartSizer {
-    initial: u64,
+    size: u64,
+    planned: u32,
     max_parts: u32,
     interval: u32,
 }
 
+/// A plain dump's compressed size against the database's size on disk: bytea and large
+/// objects are written as hex, so incompressible binary data comes out at about 1.1 x.
+const EXPECTED_RATIO: (u64, u64) = (5, 4);
+
 impl PartSizer {
-    pub fn new(initial: u64, max_parts: u32) -> Self {
+    /// The plan for a database of `on_disk` bytes: parts of at least `part_size`, large enough
+    /// that 1.25 x `on_disk` fits in the planned parts, rounded up to a MiB, at most 5 GiB.
+    pub fn plan(part_size: u64, max_parts: u32, on_disk: u64) -> Self {
+        // An eighth of 10,000 parts is what growth from 8 MiB needs to reach 5 TiB.
+        let reserve = if max_parts >= 4 {
+            (max_parts / 8).max(2)
+        } else {
+            0
+        };
+        let planned = max_parts - reserve;
+        let expected = on_disk.saturating_mul(EXPECTED_RATIO.0) / EXPECTED_RATIO.1;
+        let needed = expected.div_ceil(u64::from(planned)).div_ceil(MIB) * MIB;
+        let size = needed.max(part_size).min(MAX_PART_SIZE);
         let with = |interval| Self {
-            initial,
+            size,
+            planned,
             max_parts,
             interval,
         };
-        if with(max_parts).capacity() >= MAX_OBJECT_SIZE {
-            return with(max_parts);
+        if reserve == 0 || with(reserve).capacity() >= MAX_OBJECT_SIZE {
+            return with(reserve.max(1));
         }
         // Capacity falls as the interval grows: find the largest interval that still fits.
-        let (mut lo, mut hi) = (1, max_parts);
+        let (mut lo, mut hi) = (1, reserve);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
             if with(mid).capacity() >= MAX_OBJECT_SIZE {
@@ -65,10 +86,26 @@ impl PartSizer {
 
     /// Size of part `number` (1-based).
     pub fn size(&self, number: u32) -> u64 {
-        let doublings = (number.saturating_sub(1) / self.interval).min(40);
-        self.initial
-            .saturating_mul(1 << doublings)
-            .min(MAX_PART_SIZE)
+        if number <= self.planned {
+            return self.size;
+        }
+        let doublings = (1 + (number - self.planned - 1) / self.interval).min(40);
+        self.size.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
+    }
+
+    /// The one size of the planned parts.
+    pub fn part_size(&self) -> u64 {
+        self.size
+    }
+
+    /// How many equal parts the plan has before parts grow.
+    pub fn planned_parts(&self) -> u32 {
+        self.planned
+    }
+
+    /// Bytes the planned (equal) parts hold.
+    pub fn planned_capacity(&self) -> u64 {
+        self.size * u64::from(self.planned)
     }
 
     /// Bytes that fit in `max_parts` parts.
@@ -157,6 +194,14 @@ impl Uploader {
             }
             if part.is_empty() {
                 break;
+            }
+            if number == self.sizer.planned_parts() + 1 {
+                crate::output::warn(format_args!(
+                    "the dump is larger than its part plan ({} parts of {}MiB, planned from the database's size on disk): parts now grow, which stores that require equal parts (Cloudflare R2) refuse at the end; pass --part-size {}MiB or more for this database",
+                    self.sizer.planned_parts(),
+                    self.sizer.part_size() / MIB,
+                    (self.sizer.part_size() * 2 / MIB).min(MAX_PART_SIZE / MIB),
+                ));
             }
             if number > self.sizer.max_parts() {
                 bail!(
@@ -434,49 +479,83 @@ async fn upload_part(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_maximum_object_fits_in_the_part_cap() {
-        for (initial, max_parts) in [
-            (8 * MIB, 10_000),
-            (5 * MIB, 10_000),
-            (64 * MIB, 10_000),
-            (8 * MIB, 2_000),
-            (5 * MIB, 1_100),
-        ] {
-            let sizer = PartSizer::new(initial, max_parts);
+    /// Every part within S3's bounds, sizes never shrinking, all planned parts equal.
+    fn assert_well_formed(sizer: &PartSizer) {
+        for n in 1..=sizer.max_parts() {
+            let s = sizer.size(n);
             assert!(
-                sizer.capacity() >= MAX_OBJECT_SIZE,
-                "{initial} x {max_parts}: {}",
-                sizer.capacity()
+                (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s),
+                "part {n}: {s}"
             );
-            assert_eq!(sizer.size(1), initial);
-            for n in 1..=max_parts {
-                let s = sizer.size(n);
-                assert!(
-                    (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s),
-                    "part {n}: {s}"
-                );
-                assert!(n == 1 || s >= sizer.size(n - 1), "sizes never shrink");
+            assert!(n == 1 || s >= sizer.size(n - 1), "sizes never shrink");
+            if n <= sizer.planned_parts() {
+                assert_eq!(s, sizer.part_size(), "planned part {n}");
             }
+        }
+        assert_eq!(sizer.part_size() % MIB, 0);
+    }
+
+    #[test]
+    fn at_the_defaults_the_plan_is_equal_parts_and_the_maximum_object_still_fits() {
+        for part_size in [5 * MIB, 8 * MIB, 64 * MIB] {
+            let sizer = PartSizer::plan(part_size, 10_000, 0);
+            assert_well_formed(&sizer);
+            assert_eq!(sizer.part_size(), part_size);
+            assert_eq!(sizer.planned_parts(), 8_750);
+            assert!(sizer.capacity() >= MAX_OBJECT_SIZE, "{part_size}");
         }
     }
 
     #[test]
-    fn growth_is_as_slow_as_the_cap_allows() {
-        let sizer = PartSizer::new(8 * MIB, 10_000);
-        // A 10 GiB compressed dump (1,280 parts of 8 MiB) would still use 8 MiB parts.
-        assert_eq!(sizer.size(1_000), 8 * MIB);
+    fn the_part_size_follows_the_database_size() {
+        for (part_size, max_parts, on_disk) in [
+            (8 * MIB, 10_000, 100 << 30),
+            (8 * MIB, 10_000, 7 << 20),
+            (5 * MIB, 1_000, 50 << 30),
+            (5 * MIB, 12, 100 * MIB),
+            (5 * MIB, 40, 40 * MIB),
+            (5 * MIB, 3, 1 << 30),
+            (8 * MIB, 10_000, 1 << 50),
+        ] {
+            let sizer = PartSizer::plan(part_size, max_parts, on_disk);
+            assert_well_formed(&sizer);
+            assert!(sizer.part_size() >= part_size);
+            let expected = on_disk / 4 * 5;
+            if sizer.part_size() < MAX_PART_SIZE {
+                // 1.25 x the size on disk fits in the equal parts, with at most a MiB per part
+                // to spare over what is needed.
+                assert!(sizer.planned_capacity() >= expected, "{on_disk}");
+                assert!(
+                    sizer.part_size() == part_size
+                        || sizer.planned_capacity() - expected
+                            < MIB * u64::from(sizer.planned_parts()),
+                    "{on_disk}: {} parts of {}",
+                    sizer.planned_parts(),
+                    sizer.part_size()
+                );
+            }
+        }
+        // Scaleway's 1,000 parts, 50 GiB on disk: 875 parts of 74 MiB.
+        let sizer = PartSizer::plan(5 * MIB, 1_000, 50 << 30);
+        assert_eq!((sizer.planned_parts(), sizer.part_size()), (875, 74 * MIB));
+        // Fewer than 4 parts: no reserve, every part planned.
+        let sizer = PartSizer::plan(5 * MIB, 3, 0);
+        assert_eq!(sizer.planned_parts(), 3);
+    }
+
+    #[test]
+    fn growth_past_the_plan_is_as_slow_as_the_cap_allows() {
+        let sizer = PartSizer::plan(8 * MIB, 10_000, 0);
+        assert_eq!(sizer.size(8_750), 8 * MIB);
+        assert_eq!(sizer.size(8_751), 16 * MIB);
         // One interval more would no longer fit 5 TiB.
         let slower = PartSizer {
             interval: sizer.interval + 1,
             ..sizer
         };
         assert!(slower.capacity() < MAX_OBJECT_SIZE);
-    }
-
-    #[test]
-    fn fewer_parts_than_5tib_needs_still_grows_to_the_largest_parts() {
-        let sizer = PartSizer::new(8 * MIB, 100);
+        // Where 5 TiB cannot fit, parts double every part past the plan.
+        let sizer = PartSizer::plan(8 * MIB, 100, 0);
         assert_eq!(sizer.interval, 1);
         assert_eq!(sizer.size(100), MAX_PART_SIZE);
     }

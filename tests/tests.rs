@@ -10,6 +10,7 @@ mod commands;
 mod connect;
 mod faults;
 mod hostile;
+mod parts;
 mod restore;
 mod retention;
 mod trust;

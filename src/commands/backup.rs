@@ -14,7 +14,7 @@ use crate::progress::{Counters, Reporter};
 use crate::source::complete::Watch;
 use crate::source::pg_dump::{self, PgDump};
 use crate::source::preflight::{self, ServerInfo};
-use crate::upload::{ObjectSpec, Uploader};
+use crate::upload::{ObjectSpec, PartSizer, Uploader};
 use crate::{clock, s3, store};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -49,6 +49,9 @@ pub struct Outcome {
     pub sha256: String,
     pub duration_seconds: f64,
     pub parts: u64,
+    /// The plan's part size: every part but the last is this size unless the dump outgrew
+    /// the plan (then a warning said so).
+    pub part_size: u64,
     pub server_version: String,
     pub pg_dump_version: String,
     /// False when sha256/raw-size could not be attached as object metadata (see warnings).
@@ -156,20 +159,28 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
         sse: cfg.object.sse.clone(),
         sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
     };
+    let sizer = PartSizer::plan(
+        cfg.upload.part_size,
+        cfg.upload.max_parts,
+        server.size_bytes.max(0) as u64,
+    );
     let mut uploader = Uploader::new(
         client.clone(),
         spec,
-        cfg.upload.parts,
+        sizer,
         cfg.upload.concurrency,
         counters.clone(),
     );
     output::note(format_args!(
-        "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}",
+        "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}, in parts of {}MiB (equal up to {} parts, {})",
         server.database,
         HumanBytes(server.size_bytes.max(0) as u64),
         server.version_text,
         dump.version_text,
-        uploader.uri()
+        uploader.uri(),
+        sizer.part_size() >> 20,
+        sizer.planned_parts(),
+        HumanBytes(sizer.planned_capacity()),
     ));
     output::group("Dump, compress, upload");
     let reporter = Reporter::start(counters.clone());
@@ -262,6 +273,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
         sha256,
         duration_seconds: started.elapsed().as_secs_f64(),
         parts: counters.parts(),
+        part_size: sizer.part_size(),
         server_version: server.version_text.clone(),
         pg_dump_version: dump.version_text.clone(),
         metadata_complete,

@@ -70,6 +70,20 @@ struct State {
     rules: Vec<Rule>,
     counts: HashMap<Op, usize>,
     log: Vec<(Op, String)>,
+    /// A stricter store's rules, checked before forwarding.
+    strict: Strict,
+    /// Sizes of the parts sent, by upload id and part number.
+    parts: HashMap<String, std::collections::BTreeMap<u32, usize>>,
+}
+
+/// Rules of S3-compatible stores stricter than S3, which no server here has.
+#[derive(Default, Clone, Copy)]
+struct Strict {
+    /// Cloudflare R2: CompleteMultipartUpload fails unless every part but the last has the
+    /// same size.
+    equal_parts: bool,
+    /// Scaleway: part numbers only up to this (1,000).
+    max_parts: Option<u32>,
 }
 
 pub struct Proxy {
@@ -120,6 +134,30 @@ impl Proxy {
             Fault::Always(Box::new(Fault::NotFoundAsForbidden)),
         );
         proxy
+    }
+
+    /// A proxy that answers like Cloudflare R2 (and the stores that copied it): a completed
+    /// multipart upload whose non-trailing parts differ in size is refused with R2's error.
+    pub fn like_r2(upstream: &str) -> Proxy {
+        let proxy = Proxy::start(upstream);
+        proxy.state.lock().unwrap().strict.equal_parts = true;
+        proxy
+    }
+
+    /// A proxy that refuses part numbers above `max` (Scaleway allows 1,000).
+    pub fn with_max_parts(upstream: &str, max: u32) -> Proxy {
+        let proxy = Proxy::start(upstream);
+        proxy.state.lock().unwrap().strict.max_parts = Some(max);
+        proxy
+    }
+
+    /// The sizes of the parts of every upload seen, in part-number order.
+    pub fn part_sizes(&self) -> Vec<Vec<usize>> {
+        let st = self.state.lock().unwrap();
+        st.parts
+            .values()
+            .map(|p| p.values().copied().collect())
+            .collect()
     }
 
     /// Applies `fault` to the `nth` (1-based) request of `op`.
@@ -280,6 +318,55 @@ fn error_response(status: u16, code: &str, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn query_value<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let query = target.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Records part sizes, and answers with the stricter store's error where it would refuse.
+fn strict_answer(
+    state: &Mutex<State>,
+    op: Op,
+    target: &str,
+    headers: &[(String, String)],
+    body_len: usize,
+) -> Option<Vec<u8>> {
+    let mut st = state.lock().unwrap();
+    let id = query_value(target, "uploadId")?.to_string();
+    match op {
+        Op::UploadPart => {
+            let number: u32 = query_value(target, "partNumber")?.parse().ok()?;
+            if st.strict.max_parts.is_some_and(|max| number > max) {
+                return Some(error_response(
+                    400,
+                    "InvalidArgument",
+                    "Part number must be an integer between 1 and 1000, inclusive",
+                ));
+            }
+            let size = header(headers, "x-amz-decoded-content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(body_len);
+            st.parts.entry(id).or_default().insert(number, size);
+            None
+        }
+        Op::CompleteMultipartUpload if st.strict.equal_parts => {
+            let sizes: Vec<usize> = st.parts.get(&id)?.values().copied().collect();
+            let leading = &sizes[..sizes.len().saturating_sub(1)];
+            if leading.windows(2).any(|w| w[0] != w[1]) {
+                return Some(error_response(
+                    400,
+                    "InvalidPart",
+                    "All non-trailing parts must have the same length.",
+                ));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
     let mut writer = client.try_clone()?;
     let mut reader = BufReader::new(client);
@@ -330,6 +417,7 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
         reader.read_exact(&mut body)?;
     }
 
+    let strict = strict_answer(state, op, &target, &headers, body.len());
     let canned = match fault {
         Some(Fault::Status(s)) => Some(error_response(
             s,
@@ -359,7 +447,7 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
             thread::sleep(d);
             None
         }
-        _ => None,
+        _ => strict,
     };
     if let Some(resp) = canned {
         writer.write_all(&resp)?;
