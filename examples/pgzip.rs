@@ -1,5 +1,6 @@
-//! The backup's compressor alone, stdin to stdout: `pgzip [LEVEL [THREADS [BLOCK_SIZE]]]`
-//! (defaults: 6, all cores, 512 KiB). `bench/run --engines` uses it to compare deflate engines on the same dump, without
+//! The backup's compressor alone, stdin to stdout: `pgzip [LEVEL [THREADS [BLOCK_SIZE [nocheck]]]]`
+//! (defaults: 6, all cores, 512 KiB, self-check on; `nocheck` turns it off to measure its
+//! cost). `bench/run --engines` uses it to compare deflate engines on the same dump, without
 //! pg_dump or the upload in the measurement.
 
 use std::io::{stdin, stdout, BufWriter};
@@ -24,13 +25,20 @@ fn main() -> ExitCode {
                 .parse()
                 .map_err(|_| format!("bad block size {size:?}"))?;
         }
-        if args.len() > 3 {
+        match args.get(3).map(String::as_str) {
+            None => {}
+            Some("nocheck") => opts.self_check = false,
+            Some(other) => return Err(format!("bad 4th argument {other:?} (only `nocheck`)")),
+        }
+        if args.len() > 4 {
             return Err("too many arguments".into());
         }
         Ok(())
     })();
     if let Err(e) = parsed {
-        eprintln!("pgzip: {e}; usage: pgzip [LEVEL [THREADS [BLOCK_SIZE]]] < in > out.gz");
+        eprintln!(
+            "pgzip: {e}; usage: pgzip [LEVEL [THREADS [BLOCK_SIZE [nocheck]]]] < in > out.gz"
+        );
         return ExitCode::from(2);
     }
     match compress(stdin(), BufWriter::new(stdout()), &opts) {

@@ -38,6 +38,7 @@ use std::thread;
 use libdeflater::{CompressionLvl, Compressor};
 
 mod chain;
+mod proof;
 
 /// Default block size. Measured with `examples/pgzip 6 2 BLOCK_SIZE` on the
 /// benchmark's 700 MB plain pg_dump (bench/run), 2-core VM, file to
@@ -71,6 +72,9 @@ pub struct GzipOptions {
     pub threads: usize,
     /// Bytes of input per block, the unit of parallel work; must be > 0.
     pub block_size: usize,
+    /// Decode every compressed block, as it will be written, and compare it with its input
+    /// before writing it ([`proof`]). On by default: bench/ measures its cost.
+    pub self_check: bool,
 }
 
 impl Default for GzipOptions {
@@ -79,6 +83,7 @@ impl Default for GzipOptions {
             level: 6,
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             block_size: DEFAULT_BLOCK_SIZE,
+            self_check: true,
         }
     }
 }
@@ -129,7 +134,7 @@ pub fn compress<R: Read + Send, W: Write + Send>(
         for _ in 0..opts.threads {
             let jobs = Arc::clone(&job_rx);
             let shared = &shared;
-            s.spawn(move || worker(&jobs, shared, opts.level));
+            s.spawn(move || worker(&jobs, shared, opts.level, opts.self_check));
         }
         drop(job_rx);
         let writer = s.spawn(|| write_member(output, order_rx, &shared, opts.level));
@@ -268,8 +273,8 @@ fn fill<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A compression worker: takes blocks until the reader closes the queue.
-fn worker(jobs: &Mutex<Receiver<Job>>, shared: &Shared, level: u32) {
-    let mut deflater = match Deflater::new(level) {
+fn worker(jobs: &Mutex<Receiver<Job>>, shared: &Shared, level: u32, self_check: bool) {
+    let mut deflater = match Deflater::new(level, self_check) {
         Ok(d) => d,
         // Unreachable after `validate`; dropping out leaves the queue to the
         // other workers, or, if none is left, the reader and writer notice.
@@ -300,6 +305,7 @@ fn compress_job(deflater: &mut Deflater, job: &Job, shared: &Shared) -> io::Resu
     crc.update(block);
     let mut deflated = shared.output_bufs.take();
     deflater.deflate_block(block, job.last, &mut deflated)?;
+    deflater.prove(&mut deflated, job.last, block.len(), crc.clone().finalize())?;
     Ok(Done {
         deflated,
         raw_len: job.len,
@@ -313,10 +319,24 @@ struct Deflater {
     compressor: Compressor,
     /// Kept at the largest bound seen, so it is zeroed once, not per block.
     scratch: Vec<u8>,
+    /// With the self-check: the decoder, and its output buffer (kept like `scratch`).
+    proof: Option<(proof::Inflater, Vec<u8>)>,
 }
 
 impl Deflater {
-    fn new(level: u32) -> io::Result<Deflater> {
+    /// Fails the block unless its output, as the writer will send it, decodes to its input.
+    fn prove(&mut self, out: &mut Vec<u8>, last: bool, len: usize, crc: u32) -> io::Result<()> {
+        let Some((inflater, decoded)) = &mut self.proof else {
+            return Ok(());
+        };
+        inflater.check(out, last, len, crc, decoded).map_err(|why| {
+            io::Error::other(format!(
+                "the compressor's self-check failed: a {len}-byte block's output is wrong ({why}); this is a bug in pg-s3-backup, please report it"
+            ))
+        })
+    }
+
+    fn new(level: u32, self_check: bool) -> io::Result<Deflater> {
         let level = i32::try_from(level)
             .ok()
             .and_then(|l| CompressionLvl::new(l).ok())
@@ -324,6 +344,7 @@ impl Deflater {
         Ok(Deflater {
             compressor: Compressor::new(level),
             scratch: Vec::new(),
+            proof: self_check.then(|| (proof::Inflater::new(), Vec::new())),
         })
     }
 
@@ -451,6 +472,7 @@ mod tests {
             level: 6,
             threads,
             block_size: BS,
+            self_check: true,
         }
     }
 
@@ -577,6 +599,7 @@ mod tests {
                 level,
                 threads: 2,
                 block_size: 40_000,
+                self_check: true,
             };
             check_round_trip(&data, &opts, level % 4 == 1);
         }
@@ -593,6 +616,7 @@ mod tests {
                 level,
                 threads: 2,
                 block_size,
+                self_check: true,
             };
             check_round_trip(&data, &opts, true);
         }

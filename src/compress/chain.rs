@@ -31,6 +31,13 @@ const STORED_EMPTY: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// bytes of another raw deflate stream can follow directly and the two decode as one.
 pub fn unfinish(stream: &mut Vec<u8>) -> Result<()> {
     let last = final_block(stream)?;
+    // libdeflate pads only to the next byte: a final block that ends anywhere but in the last
+    // byte means the walk went wrong, and truncating there would drop data.
+    if last.end_bit.div_ceil(8) != stream.len() {
+        return Err(Malformed(
+            "the final block does not end where the stream does",
+        ));
+    }
     stream[last.header_bit / 8] &= !(1 << (last.header_bit % 8));
     stream.truncate(last.end_bit.div_ceil(8));
     let used = last.end_bit % 8;
@@ -69,7 +76,7 @@ fn final_block(data: &[u8]) -> Result<FinalBlock> {
             0 => bits.skip_stored()?,
             1 => symbols(&mut bits, &fixed.0, &fixed.1)?,
             2 => {
-                let (litlen, dist) = dynamic_tables(&mut bits)?;
+                let (litlen, dist, _) = dynamic_tables(&mut bits)?;
                 symbols(&mut bits, &litlen, &dist)?;
             }
             _ => return Err(Malformed("reserved block type 3")),
@@ -168,7 +175,8 @@ const CL_ORDER: [usize; 19] = [
     16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
 ];
 
-fn dynamic_tables(bits: &mut Bits) -> Result<(Huffman, Huffman)> {
+/// A dynamic block's literal/length and distance tables, and its longest code length.
+fn dynamic_tables(bits: &mut Bits) -> Result<(Huffman, Huffman, u8)> {
     let hlit = bits.take(5)? as usize + 257;
     let hdist = bits.take(5)? as usize + 1;
     let hclen = bits.take(4)? as usize + 4;
@@ -206,7 +214,38 @@ fn dynamic_tables(bits: &mut Bits) -> Result<(Huffman, Huffman)> {
     Ok((
         Huffman::new(&lens[..hlit], Extra::Length)?,
         Huffman::new(&lens[hlit..n], Extra::Dist)?,
+        lens[..n].iter().copied().max().unwrap_or(0),
     ))
+}
+
+/// What a stream is made of, for tests that must force each kind: blocks by type (stored,
+/// fixed, dynamic) and the longest Huffman code in any dynamic block.
+#[cfg(test)]
+pub(super) fn shape(data: &[u8]) -> Result<([usize; 3], u8)> {
+    let mut bits = Bits::new(data);
+    let fixed = (
+        Huffman::fixed_litlen(),
+        Huffman::new(&[5; 32], Extra::Dist)?,
+    );
+    let (mut kinds, mut longest) = ([0usize; 3], 0u8);
+    loop {
+        let is_final = bits.take(1)? == 1;
+        let kind = bits.take(2)? as usize;
+        match kind {
+            0 => bits.skip_stored()?,
+            1 => symbols(&mut bits, &fixed.0, &fixed.1)?,
+            2 => {
+                let (litlen, dist, max) = dynamic_tables(&mut bits)?;
+                longest = longest.max(max);
+                symbols(&mut bits, &litlen, &dist)?;
+            }
+            _ => return Err(Malformed("reserved block type 3")),
+        }
+        kinds[kind] += 1;
+        if is_final {
+            return Ok((kinds, longest));
+        }
+    }
 }
 
 /// Which extra bits follow a table's symbols.
@@ -614,6 +653,17 @@ mod tests {
         let mut not_final = deflate(6, b"abc");
         unfinish(&mut not_final).unwrap();
         assert!(final_block(&not_final).is_err(), "no final block");
+        // Bytes after the final block: the walk and the stream disagree, so nothing is cut.
+        let mut trailing = deflate(6, &[b'x'; 10_000]);
+        trailing.push(0);
+        let before = trailing.clone();
+        assert_eq!(
+            unfinish(&mut trailing),
+            Err(Malformed(
+                "the final block does not end where the stream does"
+            ))
+        );
+        assert_eq!(trailing, before);
     }
 
     mod properties {
