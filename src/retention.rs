@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-/// One backup as listed: its key, when it was taken, and its size.
+/// One backup as listed: its key, when it was taken (and its place among the backups of that
+/// second, `BackupId::seq`), and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
     pub key: String,
     pub time: DateTime<Utc>,
+    pub seq: u32,
     pub size: u64,
 }
 
@@ -251,8 +253,10 @@ impl Counter {
     }
 }
 
-/// The backups sorted newest first; equal times by key, greater first, so the plan does not
-/// depend on listing order. A key listed twice is refused: `protect` and deletes go by key.
+/// The backups sorted newest first, as `store::list_backups` sorts them: equal times by `seq`
+/// (the run that came later in that second has the greater one: `-2` after none, `-10` after
+/// `-9`, which the keys' text order gets wrong), then by key, so the plan does not depend on
+/// listing order. A key listed twice is refused: `protect` and deletes go by key.
 fn newest_first(backups: &[Backup]) -> Result<Vec<&Backup>> {
     let mut seen = HashSet::with_capacity(backups.len());
     if let Some(dup) = backups.iter().find(|b| !seen.insert(b.key.as_str())) {
@@ -262,7 +266,7 @@ fn newest_first(backups: &[Backup]) -> Result<Vec<&Backup>> {
         );
     }
     let mut sorted: Vec<&Backup> = backups.iter().collect();
-    sorted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.key.cmp(&a.key)));
+    sorted.sort_by(|a, b| (b.time, b.seq, &b.key).cmp(&(a.time, a.seq, &a.key)));
     Ok(sorted)
 }
 
@@ -390,6 +394,7 @@ mod tests {
         Backup {
             key: spec.to_string(),
             time: at(&spec[..19]),
+            seq: 0,
             size: spec.len() as u64,
         }
     }
@@ -1039,6 +1044,35 @@ mod tests {
         );
     }
 
+    /// The text order of same-second keys is not their run order: `-10` < `-2` < none.
+    #[test]
+    fn backups_of_one_second_go_by_their_run_order_not_their_text() {
+        let time = at("2024-05-01 12:00:00");
+        let mut id = crate::layout::BackupId::new("db", time, crate::layout::DumpFormat::Plain);
+        let mut list = Vec::new();
+        for _ in 0..10 {
+            list.push(Backup {
+                key: id.key("p/"),
+                time,
+                seq: id.seq,
+                size: 1,
+            });
+            id = id.next_seq();
+        }
+        let keep_two = policy("keep-last 2").apply(&list, &[]).unwrap();
+        assert_eq!(
+            kept_keys(&keep_two),
+            [
+                "p/db/db-20240501T120000Z-10.sql.gz",
+                "p/db/db-20240501T120000Z-9.sql.gz"
+            ]
+        );
+        // The backup that just ran (the last) is protected and also the newest: nothing else kept.
+        let protect = [list[9].key.as_str()];
+        let keep_one = policy("keep-last 1").apply(&list, &protect).unwrap();
+        assert_eq!(kept_keys(&keep_one), [protect[0]]);
+    }
+
     #[test]
     fn a_key_listed_twice_is_refused() {
         let list = backups(&["2024-05-01 00:00:00", "2024-05-01 00:00:00"]);
@@ -1201,6 +1235,7 @@ mod tests {
                     .map(|(i, (offset, grain))| Backup {
                         key: format!("db/db-{i:03}"),
                         time: base + TimeDelta::seconds(offset - offset % grain),
+                        seq: (i % 3) as u32,
                         size: i as u64,
                     })
                     .collect()
@@ -1238,7 +1273,7 @@ mod tests {
 
         fn newest_first_keys(list: &[Backup]) -> Vec<String> {
             let mut sorted = list.to_vec();
-            sorted.sort_by(|a, b| (b.time, &b.key).cmp(&(a.time, &a.key)));
+            sorted.sort_by(|a, b| (b.time, b.seq, &b.key).cmp(&(a.time, a.seq, &a.key)));
             sorted.into_iter().map(|b| b.key).collect()
         }
 
@@ -1318,7 +1353,12 @@ mod tests {
                 let survivors: Vec<Backup> = first
                     .iter()
                     .filter(|d| d.keep)
-                    .map(|d| Backup { key: d.key.clone(), time: d.time, size: d.size })
+                    .map(|d| Backup {
+                        key: d.key.clone(),
+                        time: d.time,
+                        seq: list.iter().find(|b| b.key == d.key).map_or(0, |b| b.seq),
+                        size: d.size,
+                    })
                     .collect();
                 let second = policy.apply(&survivors, &protect).unwrap();
                 let dropped: Vec<&Decision> = second.iter().filter(|d| !d.keep).collect();

@@ -293,6 +293,78 @@ async fn backup_prunes_after_its_upload_and_keeps_what_it_wrote() {
     }
 }
 
+/// Backups started in one second are `-2`, `-3`, ... `-10` in the order they ran; their text
+/// order is not that order (`-10` sorts before `-2`, and `-2` before none), so retention goes by
+/// the number. `prune --keep-last 2` keeps the two that ran last; `list` agrees on the newest.
+#[tokio::test]
+async fn backups_of_one_second_are_kept_in_the_order_they_ran() {
+    for store in STORES {
+        let bucket = store.bucket("second").await;
+        let client = store.client();
+        let time = Utc.with_ymd_and_hms(2026, 11, 20, 3, 0, 0).unwrap();
+        let mut id = BackupId::new("app", time, DumpFormat::Plain);
+        let mut keys = Vec::new();
+        for _ in 0..10 {
+            keys.push(id.key("pg/"));
+            id = id.next_seq();
+        }
+        for key in &keys {
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let endpoint = store.endpoint();
+        let (ak, sk) = store.keys();
+        let run = |args: &[&str]| {
+            let mut all = vec![
+                "--bucket",
+                &bucket,
+                "--prefix",
+                "pg",
+                "--region",
+                "us-east-1",
+                "--endpoint-url",
+                &endpoint,
+                "--force-path-style",
+                "--json",
+            ];
+            all.splice(0..0, args.iter().copied());
+            Run::new(&all)
+                .env("AWS_ACCESS_KEY_ID", &ak)
+                .env("AWS_SECRET_ACCESS_KEY", &sk)
+                .run()
+                .ok()
+        };
+        let listed = run(&["list"]);
+        assert_eq!(
+            listed[0]["key"].as_str(),
+            Some(keys[9].as_str()),
+            "{store:?}"
+        );
+        let pruned = run(&["prune", "--keep-last", "2"]);
+        let mut deleted: Vec<String> = pruned["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        deleted.sort();
+        let mut want = keys[..8].to_vec();
+        want.sort();
+        assert_eq!(deleted, want, "{store:?}");
+        let mut left = store.keys_in(&bucket).await;
+        left.sort();
+        let mut kept = keys[8..].to_vec();
+        kept.sort();
+        assert_eq!(left, kept, "{store:?}");
+    }
+}
+
 #[tokio::test]
 async fn prune_without_a_keep_rule_is_a_usage_error() {
     let out = Run::new(&[

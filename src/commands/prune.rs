@@ -186,6 +186,7 @@ pub async fn prune(
             .push(Backup {
                 key: l.key,
                 time: l.id.time,
+                seq: l.id.seq,
                 size: l.size,
             });
     }
