@@ -305,6 +305,8 @@ fn compress_job(deflater: &mut Deflater, job: &Job, shared: &Shared) -> io::Resu
     crc.update(block);
     let mut deflated = shared.output_bufs.take();
     deflater.deflate_block(block, job.last, &mut deflated)?;
+    #[cfg(test)]
+    tests::damage(block.len(), &mut deflated);
     deflater.prove(&mut deflated, job.last, block.len(), crc.clone().finalize())?;
     Ok(Done {
         deflated,
@@ -856,6 +858,60 @@ mod tests {
             buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
             self.pos += n;
             Ok(n)
+        }
+    }
+
+    /// Blocks of exactly this many bytes get one bit flipped after deflating, as a walker or
+    /// engine bug would, so that the self-check's effect on the whole pipeline can be seen. No
+    /// other test uses this block size.
+    const DAMAGED_BLOCK_LEN: usize = 99_991;
+
+    pub(super) fn damage(len: usize, deflated: &mut [u8]) {
+        if len == DAMAGED_BLOCK_LEN && deflated.len() > 8 {
+            let mid = deflated.len() / 2;
+            deflated[mid] ^= 0x10;
+        }
+    }
+
+    /// A wrong block is caught before it is written: the stream fails with the self-check's
+    /// message, and the output is not a complete gzip file. Without the check the same damage
+    /// is written out, which is what the check is for.
+    #[test]
+    fn a_damaged_block_fails_the_stream_before_it_is_written() {
+        let data = text_bytes(3 * DAMAGED_BLOCK_LEN + 10);
+        for threads in [1, 3] {
+            let checked = GzipOptions {
+                threads,
+                block_size: DAMAGED_BLOCK_LEN,
+                ..GzipOptions::default()
+            };
+            let mut out = Vec::new();
+            let err = compress(&data[..], &mut out, &checked).unwrap_err();
+            assert!(
+                err.to_string().contains(
+                    "the compressor's self-check failed: a 99991-byte block's output is wrong"
+                ),
+                "{err}"
+            );
+            let mut sink = Vec::new();
+            let decoded = GzDecoder::new(&out[..]).read_to_end(&mut sink);
+            assert!(
+                decoded.is_err() || sink != data,
+                "{threads}: a complete file was written"
+            );
+
+            let unchecked = GzipOptions {
+                self_check: false,
+                ..checked
+            };
+            let mut out = Vec::new();
+            compress(&data[..], &mut out, &unchecked).unwrap();
+            let mut sink = Vec::new();
+            let decoded = GzDecoder::new(&out[..]).read_to_end(&mut sink);
+            assert!(
+                decoded.is_err() || sink != data,
+                "{threads}: the damage did not happen"
+            );
         }
     }
 
