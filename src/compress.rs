@@ -88,6 +88,24 @@ impl Default for GzipOptions {
     }
 }
 
+/// The error inside the `io::Error` of a block that failed its self-check: the compressor's own
+/// fault, never an echo of its input's (see [`is_self_check_failure`]).
+#[derive(Debug)]
+pub struct SelfCheckFailed(pub String);
+
+impl std::fmt::Display for SelfCheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SelfCheckFailed {}
+
+/// Whether `err` (from [`compress`]) is a block that failed its self-check.
+pub fn is_self_check_failure(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<SelfCheckFailed>())
+}
+
 /// What [`compress`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GzipStats {
@@ -305,8 +323,8 @@ fn compress_job(deflater: &mut Deflater, job: &Job, shared: &Shared) -> io::Resu
     crc.update(block);
     let mut deflated = shared.output_bufs.take();
     deflater.deflate_block(block, job.last, &mut deflated)?;
-    #[cfg(test)]
-    tests::damage(block.len(), &mut deflated);
+    #[cfg(debug_assertions)]
+    damage_for_tests(block.len(), &mut deflated);
     deflater.prove(&mut deflated, job.last, block.len(), crc.clone().finalize())?;
     Ok(Done {
         deflated,
@@ -314,6 +332,30 @@ fn compress_job(deflater: &mut Deflater, job: &Job, shared: &Shared) -> io::Resu
         crc,
         last: job.last,
     })
+}
+
+/// Debug builds only (the tests run them): flips one bit in the output of every block of a given
+/// length, as a walker or engine bug would, so that tests can watch the self-check catch it. The
+/// length is the unit tests' `DAMAGED_BLOCK_LEN`, or `PGS3_DEBUG_DAMAGE_BLOCK_LEN` for the
+/// binary; release builds have no such code.
+#[cfg(debug_assertions)]
+fn damage_for_tests(len: usize, deflated: &mut [u8]) {
+    #[cfg(test)]
+    let target = tests::DAMAGED_BLOCK_LEN;
+    #[cfg(not(test))]
+    let target = {
+        static TARGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *TARGET.get_or_init(|| {
+            std::env::var("PGS3_DEBUG_DAMAGE_BLOCK_LEN")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+    };
+    if len == target && deflated.len() > 8 {
+        let mid = deflated.len() / 2;
+        deflated[mid] ^= 0x10;
+    }
 }
 
 /// One worker's libdeflate compressor and its scratch output buffer.
@@ -332,9 +374,9 @@ impl Deflater {
             return Ok(());
         };
         inflater.check(out, last, len, crc, decoded).map_err(|why| {
-            io::Error::other(format!(
+            io::Error::other(SelfCheckFailed(format!(
                 "the compressor's self-check failed: a {len}-byte block's output is wrong ({why}); this is a bug in pg-s3-backup, please report it"
-            ))
+            )))
         })
     }
 
@@ -861,17 +903,9 @@ mod tests {
         }
     }
 
-    /// Blocks of exactly this many bytes get one bit flipped after deflating, as a walker or
-    /// engine bug would, so that the self-check's effect on the whole pipeline can be seen. No
-    /// other test uses this block size.
-    const DAMAGED_BLOCK_LEN: usize = 99_991;
-
-    pub(super) fn damage(len: usize, deflated: &mut [u8]) {
-        if len == DAMAGED_BLOCK_LEN && deflated.len() > 8 {
-            let mid = deflated.len() / 2;
-            deflated[mid] ^= 0x10;
-        }
-    }
+    /// Blocks of exactly this many bytes get one bit flipped after deflating (see
+    /// `damage_for_tests`). No other test uses this block size.
+    pub(super) const DAMAGED_BLOCK_LEN: usize = 99_991;
 
     /// A wrong block is caught before it is written: the stream fails with the self-check's
     /// message, and the output is not a complete gzip file. Without the check the same damage

@@ -144,6 +144,8 @@ pub struct Apply {
     events: Vec<Event>,
     target: Option<Target>,
     pub statements: u64,
+    /// Set once the COMMIT is sent: keep it while the restore reports.
+    pub committing: Option<crate::signals::PendingGuard>,
 }
 
 impl Apply {
@@ -153,6 +155,7 @@ impl Apply {
             events: Vec::new(),
             target: Some(target),
             statements: 0,
+            committing: None,
         }
     }
 
@@ -177,6 +180,12 @@ impl Sink for Apply {
         self.script.finish(&mut self.events).map_err(refused)?;
         self.drain().await?;
         let target = self.target.take().context("the restore already ended")?;
+        // From here a stop no longer rolls back: the COMMIT may take effect whatever happens to
+        // this connection. The guard stays until the restore is dropped.
+        self.committing = Some(crate::signals::pending(
+            "the restore's COMMIT was sent and not answered: the target database may hold the restored data; check it before restoring again",
+            Vec::new(),
+        ));
         self.statements = target.commit().await?;
         Ok(())
     }

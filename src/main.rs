@@ -2,7 +2,7 @@
 //! (0 ok, 1 operation failed, 2 usage or configuration, 130/143 interrupted).
 
 use clap::Parser;
-use pg_s3_backup::{action, cli, commands, error, signals};
+use pg_s3_backup::{action, cli, commands, error, output, signals};
 
 fn main() {
     fix_malloc();
@@ -34,28 +34,41 @@ fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let mut signals = signals::Signals::install()?;
         let (mut command, cooperates) = match &cli.command {
             cli::Command::Backup(args) => (boxed(commands::backup::run(args)), true),
             cli::Command::Prune(args) => (boxed(commands::prune::run(args)), true),
             cli::Command::List(args) => (
-                boxed(signals::or_stop(commands::list::run(args), "listing stopped")),
+                boxed(signals::or_stop(
+                    commands::list::run(args),
+                    "listing stopped",
+                )),
                 false,
             ),
             cli::Command::Restore(args) => (
                 boxed(signals::or_stop(
                     commands::restore::run(args),
-                    "the restore's transaction was rolled back: nothing was restored",
+                    if args.target_url.is_some() {
+                        "the restore's transaction was rolled back: nothing was restored"
+                    } else {
+                        "the restore to stdout was stopped: what was written is incomplete"
+                    },
                 )),
                 false,
             ),
             cli::Command::Verify(args) => (
-                boxed(signals::or_stop(commands::verify::run(args), "verify stopped")),
+                boxed(signals::or_stop(
+                    commands::verify::run(args),
+                    "verify stopped",
+                )),
                 false,
             ),
             cli::Command::Check(args) => (
-                boxed(signals::or_stop(commands::check::run(args), "check stopped")),
+                boxed(signals::or_stop(
+                    commands::check::run(args),
+                    "check stopped",
+                )),
                 false,
             ),
             cli::Command::Policy(args) => return commands::policy::run(args),
@@ -65,19 +78,40 @@ fn run() -> anyhow::Result<()> {
             sig = signals.recv() => sig,
         };
         // `backup` aborts its upload and `prune` finishes the delete batch in flight; both then
-        // return their own Interrupted error, naming what was done. Past the grace, or if the
-        // command finished anyway, the answer is still "interrupted".
+        // return their own Interrupted error, naming what was done. A request that cannot be
+        // taken back (a commit, a deletion) is left to finish. Past the grace, or at a second
+        // signal, what was in flight is reported as such; if the command finished anyway, the
+        // answer is still "interrupted".
         signals::request_stop(sig);
         let interrupted = || anyhow::Error::new(error::Interrupted(sig));
-        match tokio::time::timeout(signals::GRACE, command).await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Err(interrupted().context("stopped as it finished: what it printed is complete")),
-            Err(_) if cooperates => Err(interrupted().context(
-                "stopped before the requests in flight were answered: they may or may not have taken effect",
-            )),
-            Err(_) => Err(interrupted()),
+        // `command` stays alive until what it has in flight is read: its guards say what.
+        let finished = tokio::select! {
+            r = tokio::time::timeout(signals::GRACE, &mut command) => r.ok(),
+            _ = signals.recv() => None,
+        };
+        match finished {
+            Some(Err(e)) => Err(e),
+            Some(Ok(())) => {
+                Err(interrupted().context("stopped as it finished: what it printed is complete"))
+            }
+            None => match signals::in_flight() {
+                Some(pending) => {
+                    for line in &pending.stdout {
+                        output::data_line(line);
+                    }
+                    Err(interrupted().context(pending.message))
+                }
+                None if cooperates => Err(interrupted().context(
+                    "stopped before it finished cleaning up: run it again, or prune, to finish",
+                )),
+                None => Err(interrupted()),
+            },
         }
-    })
+    });
+    // Blocking-pool threads still stuck (a write to a pipe nobody reads, a DNS lookup) must not
+    // hold the exit: the process ends right after.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn boxed<'a>(

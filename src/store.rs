@@ -148,11 +148,14 @@ pub struct Deleted {
 /// response can carry; falls back to DeleteObject on stores without DeleteObjects.
 pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<Deleted> {
     let mut out = Deleted::default();
+    // What `main` reports if its grace runs out while a request is in flight.
+    let pending = crate::signals::pending(String::new(), Vec::new());
     for batch in keys.chunks(DELETE_BATCH) {
         if crate::signals::stop_requested().is_some() {
             out.stopped = true;
             break;
         }
+        pending.update(in_flight(&out, batch, keys.len()));
         let objects: Vec<ObjectIdentifier> = batch
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build())
@@ -187,7 +190,9 @@ pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<De
                 }
             }
             Err(e) if is_not_implemented(&e) => {
-                delete_one_by_one(client, bucket, batch, &mut out).await?
+                // Nothing of this batch was deleted; the one-by-one requests report themselves.
+                pending.update(crate::signals::Pending::default());
+                delete_one_by_one(client, bucket, batch, keys.len(), &mut out).await?
             }
             Err(e) if is_denied(&e) => {
                 return Err(Denied {
@@ -215,17 +220,39 @@ pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<De
     Ok(out)
 }
 
+/// The report for a stop whose grace ran out with `batch` in flight: the keys deleted so far on
+/// stdout, as prune prints them, and the ones that may or may not have been.
+fn in_flight(out: &Deleted, batch: &[String], planned: usize) -> crate::signals::Pending {
+    let mut stdout: Vec<String> = out
+        .deleted
+        .iter()
+        .map(|k| format!("  deleted {k}"))
+        .collect();
+    stdout.extend(batch.iter().map(|k| format!("  maybe deleted {k}")));
+    crate::signals::Pending {
+        message: format!(
+            "stopped while deleting: {} of {planned} backups deleted, and a request to delete {} more was sent and not answered (they may or may not be deleted; stdout lists both); run prune again to finish",
+            out.deleted.len(),
+            batch.len()
+        ),
+        stdout,
+    }
+}
+
 async fn delete_one_by_one(
     client: &Client,
     bucket: &str,
     keys: &[String],
+    planned: usize,
     out: &mut Deleted,
 ) -> Result<()> {
+    let pending = crate::signals::pending(String::new(), Vec::new());
     for key in keys {
         if crate::signals::stop_requested().is_some() {
             out.stopped = true;
             break;
         }
+        pending.update(in_flight(out, std::slice::from_ref(key), planned));
         match client.delete_object().bucket(bucket).key(key).send().await {
             Ok(_) => out.deleted.push(key.clone()),
             Err(e) if is_denied(&e) => {

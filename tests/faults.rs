@@ -1214,3 +1214,231 @@ async fn a_silent_database_server_fails_within_a_minute_by_default() {
     );
     assert!((25.0..60.0).contains(&took), "took {took:.1} s");
 }
+
+/// Runs `child` to its end after sending `signal` once `ready` holds; returns the output and
+/// the seconds from the signal to the exit.
+async fn signal_when(
+    child: std::process::Child,
+    signal: i32,
+    ready: impl Fn() -> bool,
+) -> (Done, f64) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed().as_secs() < 60, "never ready to signal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signalled = Instant::now();
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let out: Done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+        .into();
+    (out, signalled.elapsed().as_secs_f64())
+}
+
+/// A request that cannot be taken back and outlives the grace (the store answers it only after
+/// 10 s) is not dropped as if it never happened: the exit is still 130/143 within 5 s, and the
+/// message and stdout say what was in flight. Prune lists the keys deleted and the ones whose
+/// request was not answered; a backup whose CompleteMultipartUpload was sent says it may be
+/// complete, and it is once the store answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_outliving_the_grace_is_reported_as_in_flight() {
+    let store = Store::S3sFs;
+    // Prune: one DeleteObject per key, the third answered after 10 s.
+    let bucket = store.bucket("graceprune").await;
+    let seeded = seed_many(store, &bucket, "app", 6).await;
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::DeleteObjects,
+        1,
+        Fault::Always(Box::new(Fault::Status(501))),
+    );
+    proxy.fail(Op::DeleteObject, 3, Fault::Delay(Duration::from_secs(10)));
+    let child = prune_via(store, &bucket, &proxy.url(), "app").spawn();
+    let (out, took) = signal_when(child, libc::SIGINT, || proxy.count(Op::DeleteObject) >= 3).await;
+    assert!(took < 5.5, "took {took:.1} s");
+    out.fails(
+        130,
+        &["stopped while deleting: 2 of 4 backups deleted, and a request to delete 1 more was sent and not answered"],
+    );
+    // Oldest first is not promised; the two answered are listed as deleted, the third as maybe.
+    let deleted: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  deleted "))
+        .collect();
+    let maybe: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  maybe deleted "))
+        .collect();
+    assert_eq!((deleted.len(), maybe.len()), (2, 1), "{}", out.stdout);
+    let left = store.keys_in(&bucket).await;
+    for key in &deleted {
+        assert!(!left.contains(&key.to_string()), "{key} listed as deleted");
+    }
+    for key in &seeded[..2] {
+        assert!(left.contains(key), "{key}: one of the two newest");
+    }
+
+    // Backup: the commit answered after 10 s.
+    let bucket = store.bucket("gracecommit").await;
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::CompleteMultipartUpload,
+        1,
+        Fault::Delay(Duration::from_secs(10)),
+    );
+    let child = backup_with(store, &bucket, &proxy.url(), &[]).spawn();
+    let (out, took) = signal_when(child, libc::SIGTERM, || {
+        proxy.count(Op::CompleteMultipartUpload) >= 1
+    })
+    .await;
+    assert!(took < 5.5, "took {took:.1} s");
+    let err = out.fails(
+        143,
+        &[
+            "the backup's final request for s3://",
+            "was sent and not answered: the backup may be complete",
+        ],
+    );
+    assert!(!err.contains("nothing was stored"), "{err}");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let keys = store.keys_in(&bucket).await;
+    assert!(
+        keys.iter().any(|k| k.ends_with(".sql.gz")),
+        "the store completed it: {keys:?}"
+    );
+}
+
+/// A signal while `pg_dump --version` runs (a wrapper that takes 20 s to answer) stops the
+/// backup at once: the probe is a child the runtime waits on, not a blocking call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_during_the_pg_dump_probe_stops_at_once() {
+    let store = Store::Moto;
+    let bucket = store.bucket("probesig").await;
+    let slow = script(
+        "pg_dump",
+        "if [ \"$1\" = --version ]; then sleep 20; echo 'pg_dump (PostgreSQL) 99.1'; exit 0; fi\nexit 1",
+    );
+    let marker = slow.with_extension("started");
+    let wrapper = script(
+        "pg_dump",
+        &format!(
+            "touch '{}'\nexec '{}' \"$@\"",
+            marker.display(),
+            slow.display()
+        ),
+    );
+    let db_url = Pg::url(database());
+    let endpoint = store.endpoint();
+    let (ak, sk) = store.keys();
+    let child = Run::new(&[
+        "backup",
+        "--database-url",
+        &db_url,
+        "--bucket",
+        &bucket,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &endpoint,
+        "--force-path-style",
+        "--pg-dump-path",
+        wrapper.to_str().unwrap(),
+    ])
+    .env("AWS_ACCESS_KEY_ID", &ak)
+    .env("AWS_SECRET_ACCESS_KEY", &sk)
+    .spawn();
+    let (out, took) = signal_when(child, libc::SIGINT, || marker.exists()).await;
+    assert!(took < 2.0, "took {took:.1} s");
+    out.fails(
+        130,
+        &["interrupted by", "stopped before anything was written"],
+    );
+    assert!(store.keys_in(&bucket).await.is_empty());
+}
+
+/// A block that fails the compressor's self-check (a debug-build hook flips one bit in each
+/// full 512 KiB block) aborts the backup with the self-check's own message, not pg_dump's
+/// SIGPIPE that follows it; nothing is stored and no upload is left open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_block_failing_the_self_check_aborts_the_backup_and_says_so() {
+    for store in STORES {
+        let bucket = store.bucket("selfcheck").await;
+        let out = backup_with(store, &bucket, &store.endpoint(), &[])
+            .env("PGS3_DEBUG_DAMAGE_BLOCK_LEN", "524288")
+            .run();
+        let err = out.fails(
+            1,
+            &[
+                "the compressor's self-check failed: a 524288-byte block's output is wrong",
+                "nothing was stored",
+            ],
+        );
+        assert!(!err.contains("signal 13"), "{err}");
+        assert!(store.keys_in(&bucket).await.is_empty(), "{store:?}");
+        assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+    }
+}
+
+/// `restore --output -` into a pipe nobody reads (its writes block) still stops on SIGTERM
+/// within 5 s, saying the output is incomplete, instead of waiting for the reader forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_a_restore_to_a_pipe_nobody_reads() {
+    let store = Store::Moto;
+    let bucket = store.bucket("pipesig").await;
+    let db = unique("pipesig");
+    Pg::create_db(&db);
+    let url = Pg::url(&db);
+    Pg::psql(
+        &url,
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 100000) g",
+    );
+    let key = Run::backup(store, &bucket, &url, &[]).key();
+    let endpoint = store.endpoint();
+    let (ak, sk) = store.keys();
+    let mut child = Run::new(&[
+        "restore",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "pg/",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &endpoint,
+        "--force-path-style",
+        "--key",
+        &key,
+        "--output",
+        "-",
+    ])
+    .env("AWS_ACCESS_KEY_ID", &ak)
+    .env("AWS_SECRET_ACCESS_KEY", &sk)
+    .spawn();
+    // The pipe (64 KiB) fills at once; the restore is then blocked writing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it ended on its own");
+    let signalled = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        drop(stdout);
+        status
+    })
+    .await
+    .unwrap();
+    let took = signalled.elapsed().as_secs_f64();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert!(took < 5.0, "took {took:.1} s");
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("the restore to stdout was stopped: what was written is incomplete"),
+        "{err}"
+    );
+    assert!(!err.contains("rolled back"), "{err}");
+}

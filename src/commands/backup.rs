@@ -144,8 +144,16 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
     let started = Instant::now();
     output::group("Preflight: PostgreSQL, pg_dump, S3");
-    let server = preflight::check(&cfg.conn).await?;
-    let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref())?;
+    // Nothing is written before the key is claimed: a signal here just stops.
+    let (server, dump) = crate::signals::or_stop(
+        async {
+            let server = preflight::check(&cfg.conn).await?;
+            let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref()).await?;
+            Ok((server, dump))
+        },
+        "stopped before anything was written",
+    )
+    .await?;
     let client = s3::client(&cfg.s3).await?;
     let id = BackupId::new(&server.database, Utc::now(), cfg.format);
     let claim = claim_key(&client, &cfg.s3, &cfg.object, id).await?;
@@ -200,10 +208,19 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
             staged,
             extra,
             sha256,
-        }) => uploader
-            .commit(staged, extra)
-            .await
-            .map(|attached| (sha256, attached)),
+        }) => {
+            let _pending = crate::signals::pending(
+                format!(
+                    "the backup's final request for {} was sent and not answered: the backup may be complete; check with `pg-s3-backup list` and `verify` before relying on it or deleting it",
+                    uploader.uri()
+                ),
+                Vec::new(),
+            );
+            uploader
+                .commit(staged, extra)
+                .await
+                .map(|attached| (sha256, attached))
+        }
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
             Err(e.context("the upload was aborted and nothing was stored"))
         }
@@ -217,6 +234,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     }
     release(&client, &cfg.s3.bucket, &claim).await;
     let (sha256, metadata_complete) = result?;
+    let _complete = crate::signals::context(format!("the backup {} is complete", uploader.uri()));
     let size = counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
     // and the outcome is still reported, with exit 130/143.
@@ -382,7 +400,18 @@ async fn pipeline(
     }
     let compressed = compressed.await.context("the compressor thread died")?;
     let dumped = child.wait().await;
-    // The first failure in stream order is the cause; the later ones are its echoes.
+    // A block that failed the compressor's self-check is the cause, whatever followed (pg_dump
+    // then dies of SIGPIPE on the closed pipe). Otherwise the first failure in stream order is
+    // the cause; the later ones are its echoes.
+    let compressed = match compressed {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(compress::is_self_check_failure) =>
+        {
+            return Err(e.context("the upload was aborted and nothing was stored"))
+        }
+        other => other,
+    };
     let staged = staged?;
     dumped?;
     let (stats, sha256, watch) = compressed.context("compressing the dump failed")?;

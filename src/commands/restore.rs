@@ -169,18 +169,16 @@ pub async fn restore_into(
         ));
     }
     let nothing = || format!("nothing was restored into `{}`", server.database);
-    let (streamed, statements) = match opened.format {
-        DumpFormat::Plain => {
-            let mut apply = Apply::new(target);
-            let streamed = download::stream_into(opened, &mut apply)
-                .await
-                .with_context(nothing)?;
-            (streamed, apply.statements)
-        }
-        DumpFormat::Custom => restore_archive(opened, target, server.version)
-            .await
-            .with_context(nothing)?,
+    let mut apply = Apply::new(target);
+    let streamed = match opened.format {
+        DumpFormat::Plain => download::stream_into(opened, &mut apply).await,
+        DumpFormat::Custom => restore_archive(opened, &mut apply, server.version).await,
     };
+    // Once the COMMIT was sent, a stop lets the report finish (see `signals::pending`).
+    let _committed = apply.committing.take();
+    let streamed = streamed.with_context(nothing)?;
+    let statements = apply.statements;
+    drop(apply);
     Ok(Restored {
         database: server.database,
         tables: count_tables(conn).await?,
@@ -193,13 +191,11 @@ pub async fn restore_into(
 /// `download::stream_archive`) and applied like a plain dump.
 async fn restore_archive(
     opened: download::Opened,
-    target: Target,
+    apply: &mut Apply,
     server: PgVersion,
-) -> Result<(Streamed, u64)> {
-    let tool = pg_dump::choose_tool("pg_restore", server, None, "PATH")?;
-    let mut apply = Apply::new(target);
-    let streamed = download::stream_archive(opened, &tool.path, &mut apply).await?;
-    Ok((streamed, apply.statements))
+) -> Result<Streamed> {
+    let tool = pg_dump::choose_tool("pg_restore", server, None, "PATH").await?;
+    download::stream_archive(opened, &tool.path, apply).await
 }
 
 async fn count_tables(conn: &ConnInfo) -> Result<i64> {

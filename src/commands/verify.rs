@@ -50,7 +50,7 @@ pub async fn verify_key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) 
                 .get("pg-dump-version")
                 .and_then(|v| PgVersion::parse(v))
                 .unwrap_or(PgVersion(0));
-            let tool = pg_dump::choose_tool("pg_restore", version, None, "PATH")?;
+            let tool = pg_dump::choose_tool("pg_restore", version, None, "PATH").await?;
             // The archive as the script a restore would apply, read the same way.
             download::stream_archive(opened, &tool.path, &mut Check::default()).await?
         }

@@ -72,12 +72,12 @@ pub struct PgDump {
 /// server; else the newest installed one at or above it; else `pg_dump` on PATH. Fails, before
 /// anything is uploaded, when the choice is older than the server (pg_dump would abort with
 /// "server version mismatch" after the upload had started).
-pub fn choose(server: PgVersion, override_path: Option<&Path>) -> Result<PgDump> {
-    choose_tool("pg_dump", server, override_path, "--pg-dump-path")
+pub async fn choose(server: PgVersion, override_path: Option<&Path>) -> Result<PgDump> {
+    choose_tool("pg_dump", server, override_path, "--pg-dump-path").await
 }
 
 /// The same choice for any client tool (`pg_dump`, `psql`, `pg_restore`) and `server`'s major.
-pub fn choose_tool(
+pub async fn choose_tool(
     tool: &str,
     server: PgVersion,
     override_path: Option<&Path>,
@@ -88,7 +88,7 @@ pub fn choose_tool(
         None => pick_installed(server.major(), &installed_majors(tool))
             .unwrap_or_else(|| PathBuf::from(tool)),
     };
-    let dump = probe(&path, tool, flag)?;
+    let dump = probe(&path, tool, flag).await?;
     if dump.version.major() < server.major() {
         bail!(
             "{} is version {} but the server is {}: {tool} must be at least the server's major version; install postgresql-client-{} or pass {flag}",
@@ -129,11 +129,15 @@ fn pick_installed(server_major: u32, installed: &[(u32, PathBuf)]) -> Option<Pat
         .map(|(_, p)| p.clone())
 }
 
-fn probe(path: &Path, tool: &str, flag: &str) -> Result<PgDump> {
-    let out = std::process::Command::new(path)
+/// Runs `TOOL --version` as a child the runtime waits on, so a signal is seen while it runs
+/// (and the child is killed when a stop drops the wait).
+async fn probe(path: &Path, tool: &str, flag: &str) -> Result<PgDump> {
+    let out = tokio::process::Command::new(path)
         .arg("--version")
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
+        .await
         .with_context(|| {
             format!(
                 "cannot run {tool} `{}`: install postgresql-client or pass {flag}",
