@@ -159,11 +159,14 @@ pub struct Uploader {
 impl Uploader {
     pub fn new(
         client: Client,
-        spec: ObjectSpec,
+        mut spec: ObjectSpec,
         sizer: PartSizer,
         concurrency: usize,
         counters: Arc<Counters>,
     ) -> Self {
+        spec.metadata
+            .entry(RUN_METADATA.to_string())
+            .or_insert_with(run_token);
         Self {
             client,
             spec,
@@ -259,10 +262,64 @@ impl Uploader {
 
     /// Makes the object visible, with `extra` metadata (sha256, raw size) added. Returns false
     /// when the object is complete but the extra metadata could not be attached (a warning).
+    ///
+    /// The write carries `If-None-Match: *`, so it never lands over another object (AWS honours
+    /// it since 2024, as do moto, MinIO and s3s-fs). A store that refuses the header (501) gets
+    /// the write without it, once HeadObject found the key free. When the write fails after its
+    /// retries (an answer lost on the way back, then a retry that finds the key taken or the
+    /// upload gone), the object at the key is checked for this run's `run` metadata: if it is
+    /// this run's, the backup is complete.
     pub async fn commit(&mut self, staged: Staged, extra: HashMap<String, String>) -> Result<bool> {
-        let s = self.spec.clone();
-        let mut metadata = s.metadata.clone();
+        let mut metadata = self.spec.metadata.clone();
         metadata.extend(extra);
+        let mut conditional = true;
+        loop {
+            match self.send_commit(&staged, &metadata, conditional).await {
+                Ok(()) => break,
+                Err(failed) if conditional && failed.not_implemented => {
+                    if self.existing_run().await.is_some() {
+                        return Err(failed.error);
+                    }
+                    crate::output::warn(format_args!(
+                        "the store refused If-None-Match on {} ({}): writing it without the condition, since the key is free; a backup started in this same second could still overwrite it",
+                        failed.op,
+                        self.spec.uri()
+                    ));
+                    conditional = false;
+                }
+                Err(failed) => match self.existing_run().await {
+                    Some(Some(run)) if self.spec.metadata.get(RUN_METADATA) == Some(&run) => {
+                        crate::output::warn(format_args!(
+                            "{} failed ({:#}), but {} holds this run's object: the store had completed it",
+                            failed.op,
+                            failed.error,
+                            self.spec.uri()
+                        ));
+                        break;
+                    }
+                    _ => return Err(failed.error),
+                },
+            }
+        }
+        self.completed = true;
+        match staged {
+            Staged::Single(_) => {
+                self.counters.add_part();
+                Ok(true)
+            }
+            Staged::Multipart(_) => Ok(self.replace_metadata(metadata).await),
+        }
+    }
+
+    /// One attempt (with the SDK's retries) at the write that makes the object visible.
+    async fn send_commit(
+        &self,
+        staged: &Staged,
+        metadata: &HashMap<String, String>,
+        conditional: bool,
+    ) -> std::result::Result<(), CommitFailed> {
+        let s = &self.spec;
+        let condition = conditional.then(|| "*".to_string());
         match staged {
             Staged::Single(body) => {
                 let len = body.len() as u64;
@@ -270,50 +327,61 @@ impl Uploader {
                     .put_object()
                     .bucket(&s.bucket)
                     .key(&s.key)
-                    // Never over another object (AWS honours this since 2024, as do moto and
-                    // MinIO): a key taken meanwhile fails the write instead.
-                    .if_none_match("*")
+                    .set_if_none_match(condition)
                     .content_type("application/gzip")
                     .content_length(len as i64)
-                    .set_metadata(Some(metadata))
+                    .set_metadata(Some(metadata.clone()))
                     .set_storage_class(s.storage_class.clone())
                     .set_server_side_encryption(s.sse.clone())
                     .set_ssekms_key_id(s.sse_kms_key_id.clone())
-                    .body(ByteStream::from(body))
+                    .body(ByteStream::from(body.clone()))
                     .customize()
                     .config_override(s3::sending(&self.client, len))
                     .send()
                     .await
-                    .map_err(|e| lost(&s, "PutObject", &e))?;
-                self.counters.add_part();
-                self.completed = true;
-                Ok(true)
+                    .map(|_| ())
+                    .map_err(|e| CommitFailed::new(s, "PutObject", &e))
             }
             Staged::Multipart(parts) => {
-                let id = self
-                    .upload_id
-                    .clone()
-                    .context("multipart upload was never created")?;
+                let id = self.upload_id.clone().ok_or_else(|| CommitFailed {
+                    op: "CompleteMultipartUpload",
+                    not_implemented: false,
+                    error: anyhow::anyhow!("multipart upload was never created"),
+                })?;
                 self.client
                     .complete_multipart_upload()
                     .bucket(&s.bucket)
                     .key(&s.key)
                     .upload_id(id)
-                    .if_none_match("*")
+                    .set_if_none_match(condition)
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
+                            .set_parts(Some(parts.clone()))
                             .build(),
                     )
                     .customize()
                     .config_override(s3::slow(&self.client))
                     .send()
                     .await
-                    .map_err(|e| lost(&s, "CompleteMultipartUpload", &e))?;
-                self.completed = true;
-                Ok(self.replace_metadata(metadata).await)
+                    .map(|_| ())
+                    .map_err(|e| CommitFailed::new(s, "CompleteMultipartUpload", &e))
             }
         }
+    }
+
+    /// The `run` metadata of the object at the key: `None` when there is no object (or it
+    /// cannot be read, e.g. without s3:GetObject), `Some(None)` for an object without it.
+    async fn existing_run(&self) -> Option<Option<String>> {
+        let s = &self.spec;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&s.bucket)
+            .key(&s.key)
+            .send()
+            .await
+            .ok()?;
+        Some(head.metadata().and_then(|m| m.get(RUN_METADATA)).cloned())
     }
 
     /// A multipart upload's metadata is fixed when it starts, before the sha256 is known, so it
@@ -383,6 +451,44 @@ impl Uploader {
 }
 
 /// A failed final write: a lost condition means another object took the key meanwhile.
+/// Object metadata naming the run that wrote it, so that a run can tell its own completed object
+/// from another's when the store's answer to the final write was lost.
+pub const RUN_METADATA: &str = "run";
+
+/// 16 hex digits, different for every run (the process's random hash seed, its id and the
+/// time); an identity, not a secret.
+fn run_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// A failed write of the object: what failed, and whether the store refused the condition.
+struct CommitFailed {
+    op: &'static str,
+    not_implemented: bool,
+    error: anyhow::Error,
+}
+
+impl CommitFailed {
+    fn new<E>(s: &ObjectSpec, op: &'static str, e: &s3::S3Error<E>) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        Self {
+            op,
+            not_implemented: s3::is_not_implemented(e),
+            error: lost(s, op, e),
+        }
+    }
+}
+
 fn lost<E>(s: &ObjectSpec, op: &str, e: &s3::S3Error<E>) -> anyhow::Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,

@@ -84,6 +84,8 @@ struct Strict {
     equal_parts: bool,
     /// Scaleway: part numbers only up to this (1,000).
     max_parts: Option<u32>,
+    /// Stores without conditional writes: a request with `If-None-Match` is 501 NotImplemented.
+    no_conditional_writes: bool,
 }
 
 pub struct Proxy {
@@ -141,6 +143,15 @@ impl Proxy {
     pub fn like_r2(upstream: &str) -> Proxy {
         let proxy = Proxy::start(upstream);
         proxy.state.lock().unwrap().strict.equal_parts = true;
+        proxy
+    }
+
+    /// A proxy for a store that implements no conditional writes: any request carrying
+    /// `If-None-Match` is answered 501 NotImplemented (the lock, PutObject and
+    /// CompleteMultipartUpload alike).
+    pub fn without_conditional_writes(upstream: &str) -> Proxy {
+        let proxy = Proxy::start(upstream);
+        proxy.state.lock().unwrap().strict.no_conditional_writes = true;
         proxy
     }
 
@@ -305,6 +316,7 @@ fn error_response(status: u16, code: &str, message: &str) -> Vec<u8> {
         400 => "Bad Request",
         403 => "Forbidden",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     };
@@ -334,6 +346,13 @@ fn strict_answer(
     body_len: usize,
 ) -> Option<Vec<u8>> {
     let mut st = state.lock().unwrap();
+    if st.strict.no_conditional_writes && header(headers, "if-none-match").is_some() {
+        return Some(error_response(
+            501,
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented",
+        ));
+    }
     let id = query_value(target, "uploadId")?.to_string();
     match op {
         Op::UploadPart => {
@@ -354,7 +373,11 @@ fn strict_answer(
         Op::CompleteMultipartUpload if st.strict.equal_parts => {
             let sizes: Vec<usize> = st.parts.get(&id)?.values().copied().collect();
             let leading = &sizes[..sizes.len().saturating_sub(1)];
-            if leading.windows(2).any(|w| w[0] != w[1]) {
+            // R2 also refuses a last part larger than the others.
+            let last_too_big = leading
+                .first()
+                .is_some_and(|&first| sizes.last().is_some_and(|&last| last > first));
+            if leading.windows(2).any(|w| w[0] != w[1]) || last_too_big {
                 return Some(error_response(
                     400,
                     "InvalidPart",
