@@ -12,6 +12,21 @@ const ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const LOCK_SUFFIX: &str = ".lock";
 
+/// How often a running backup rewrites its lock object, so that cleanup (which takes a lock
+/// last written before `--abort-incomplete-after` for a killed run's) knows it is alive however
+/// long it runs. Well under the shortest age `backup` accepts (1h). Debug builds (the tests)
+/// take `PGS3_DEBUG_HEARTBEAT_SECS` instead.
+pub fn heartbeat() -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(secs) = std::env::var("PGS3_DEBUG_HEARTBEAT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return std::time::Duration::from_secs(secs);
+    }
+    std::time::Duration::from_secs(600)
+}
+
 /// How the dump inside the gzip stream was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

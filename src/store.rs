@@ -270,21 +270,36 @@ async fn delete_one_by_one(
     Ok(())
 }
 
-/// Lock objects (`{key}.lock`) under `prefix` whose backup started before `before`: left by a
-/// run that was killed before it could delete its lock. Only locks of this tool's keys count.
-pub async fn stale_locks(
+/// This tool's lock objects (`{key}.lock`) under `prefix`, split by `before`.
+#[derive(Debug, Default)]
+pub struct Locks {
+    /// Locks of backups that started before `before` and whose lock was last written before it
+    /// too: left by a run that was killed before it could delete its lock.
+    pub stale: Vec<String>,
+    /// The backup keys whose lock was written at or after `before`: a run that is alive (a
+    /// running backup rewrites its lock every `layout::HEARTBEAT`).
+    pub alive: std::collections::HashSet<String>,
+}
+
+pub async fn locks(
     client: &Client,
     bucket: &str,
     prefix: &str,
     before: DateTime<Utc>,
-) -> Result<Vec<String>> {
-    let mut stale = Vec::new();
-    for (key, _, _) in list_objects(client, bucket, prefix).await? {
-        if BackupId::parse_lock(prefix, &key).is_some_and(|id| id.time < before) {
-            stale.push(key);
+) -> Result<Locks> {
+    let mut out = Locks::default();
+    for (key, _, stored) in list_objects(client, bucket, prefix).await? {
+        let Some(id) = BackupId::parse_lock(prefix, &key) else {
+            continue;
+        };
+        // A store that gives no LastModified leaves the key's own time.
+        if id.time < before && stored.is_none_or(|t| t < before) {
+            out.stale.push(key);
+        } else if let Some(backup) = key.strip_suffix(".lock") {
+            out.alive.insert(backup.to_string());
         }
     }
-    Ok(stale)
+    Ok(out)
 }
 
 /// What happened to stale multipart uploads.
@@ -302,6 +317,7 @@ pub async fn abort_stale_uploads(
     bucket: &str,
     prefix: &str,
     before: DateTime<Utc>,
+    alive: &std::collections::HashSet<String>,
 ) -> Result<Aborted> {
     let mut aborted = Vec::new();
     let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
@@ -347,6 +363,11 @@ pub async fn abort_stale_uploads(
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
             let started = initiated.map_or(backup.time, |t| t.max(backup.time));
             if started >= before {
+                continue;
+            }
+            // A backup that has run longer than the age is alive while its lock is rewritten
+            // (the heartbeat, every `layout::HEARTBEAT`).
+            if alive.contains(key) {
                 continue;
             }
             client

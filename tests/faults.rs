@@ -664,19 +664,33 @@ async fn prune_removes_stale_lock_objects_only() {
             let time = chrono::Utc::now() - chrono::Duration::days(days);
             BackupId::lock_key(&BackupId::new("app", time, DumpFormat::Plain).key("pg/"))
         };
-        let (stale, fresh, foreign) = (lock_at(2), lock_at(0), "pg/app/notes.lock".to_string());
+        let (stale, fresh, foreign) = (lock_at(2), lock_at(2), "pg/app/notes.lock".to_string());
+        let fresh = fresh.replace(".sql.gz.lock", "-2.sql.gz.lock");
+        let put = |key: String| {
+            let bucket = bucket.clone();
+            async move {
+                store
+                    .client()
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .body(b"{}".to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
         for key in [&stale, &fresh, &foreign] {
-            store
-                .client()
-                .put_object()
-                .bucket(&bucket)
-                .key(key)
-                .body(b"{}".to_vec().into())
-                .send()
-                .await
-                .unwrap();
+            put(key.clone()).await;
         }
-        let out = run(prune_via(store, &bucket, &store.endpoint(), "app")).await;
+        // Both backups started two days ago; one of them is still running and has just
+        // rewritten its lock (its heartbeat). Only the other is a killed run's.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        put(fresh.clone()).await;
+        let out =
+            run(prune_via(store, &bucket, &store.endpoint(), "app")
+                .env("ABORT_INCOMPLETE_AFTER", "2s"))
+            .await;
         let text = out.ok_plain();
         assert!(
             text.contains(&format!("removed stale lock {stale}")),

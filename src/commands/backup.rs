@@ -191,6 +191,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
         HumanBytes(sizer.planned_capacity()),
     ));
     output::group("Dump, compress, upload");
+    let heartbeat = heartbeat(&client, &cfg, &claim);
     let reporter = Reporter::start(counters.clone());
     let ready = tokio::select! {
         r = pipeline(&cfg, &dump, &mut uploader, counters.clone()) => r,
@@ -227,6 +228,10 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
         Err(e) => Err(e),
     };
     drop(reporter);
+    if let Some(h) = heartbeat {
+        h.abort();
+        let _ = h.await;
+    }
     if result.is_err() {
         if let Err(abort_err) = uploader.abort().await {
             output::warn(format_args!("{abort_err:#}; remove the incomplete upload with a lifecycle rule or `aws s3api abort-multipart-upload`"));
@@ -607,6 +612,51 @@ async fn claim_key(
         "more than {MAX_SAME_SECOND} backups of `{}` in one second: wait a second and retry",
         id.database
     )
+}
+
+/// Rewrites the lock every `layout::heartbeat()` while the backup runs (unconditionally: the
+/// key is this run's), so that cleanup by another run never takes it for a killed one. A
+/// failed rewrite only warns once: the backup goes on.
+fn heartbeat(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    claim: &Claim,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let lock = claim.lock.clone()?;
+    let (client, bucket, object) = (client.clone(), cfg.s3.bucket.clone(), cfg.object.clone());
+    let key = claim.key.clone();
+    Some(tokio::spawn(async move {
+        let mut warned = false;
+        loop {
+            tokio::time::sleep(crate::layout::heartbeat()).await;
+            let body = serde_json::json!({
+                "key": key,
+                "alive": Utc::now().to_rfc3339(),
+                "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
+            });
+            let put = client
+                .put_object()
+                .bucket(&bucket)
+                .key(&lock)
+                .content_type("application/json")
+                .set_server_side_encryption(object.sse.clone())
+                .set_ssekms_key_id(object.sse_kms_key_id.clone())
+                .body(body.to_string().into_bytes().into())
+                .send()
+                .await;
+            if let Err(e) = put {
+                if !warned {
+                    let err = s3::describe(
+                        "PutObject (lock heartbeat)",
+                        &format!("s3://{bucket}/{lock}"),
+                        &e,
+                    );
+                    output::warn(format_args!("{err}; a cleanup by another run may take this backup for a killed one after --abort-incomplete-after"));
+                    warned = true;
+                }
+            }
+        }
+    }))
 }
 
 /// Deletes the lock once the object is complete or the upload aborted. A lock left behind (no

@@ -112,8 +112,9 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
 }
 
 /// Cleans up after killed runs: aborts this tool's multipart uploads and deletes its lock
-/// objects older than `abort_after` (by the store's clock, and the key's own time too, so a
-/// backup in flight is never touched).
+/// objects older than `abort_after` (by the store's clock, and the key's own time too). A backup
+/// in flight is never touched, however long it has run: it rewrites its lock every
+/// `layout::HEARTBEAT`, so its lock is younger than any age allowed on `backup` (1h).
 pub async fn clean_up(
     client: &aws_sdk_s3::Client,
     cfg: &S3Config,
@@ -127,11 +128,11 @@ pub async fn clean_up(
         .ok()
         .and_then(|age| Now::read().reference().checked_sub_signed(age))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-    let locks = store::stale_locks(client, &cfg.bucket, &cfg.prefix, before).await?;
-    let removed = store::delete(client, &cfg.bucket, &locks).await?;
+    let locks = store::locks(client, &cfg.bucket, &cfg.prefix, before).await?;
+    let removed = store::delete(client, &cfg.bucket, &locks.stale).await?;
     report.removed_locks = removed.deleted;
     report.failed.extend(removed.failed);
-    match store::abort_stale_uploads(client, &cfg.bucket, &cfg.prefix, before).await? {
+    match store::abort_stale_uploads(client, &cfg.bucket, &cfg.prefix, before, &locks.alive).await? {
         Aborted::Done(keys) => report.aborted_uploads = keys,
         Aborted::Unsupported => crate::output::note(
             "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked",
