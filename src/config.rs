@@ -93,8 +93,10 @@ impl BackupConfig {
             concurrency: int_in(&args.upload_concurrency, "--upload-concurrency", 1, 64)? as usize,
         };
         Ok(Self {
-            conn: ConnInfo::parse(args.database_url.as_deref())?
-                .with_connect_timeout(args.connect_timeout.as_deref())?,
+            conn: ConnInfo::parse_with_connect_timeout(
+                args.database_url.as_deref(),
+                args.connect_timeout.as_deref(),
+            )?,
             s3,
             format: parse_format(&args.format)?,
             pg_dump_args: crate::source::pg_dump_args::check(&args.pg_dump_args)?,

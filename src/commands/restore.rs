@@ -25,7 +25,7 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     check_selection(&args.which)?;
     let target = match (&args.target_url, args.output.as_deref()) {
         (Some(url), None) => Some(
-            ConnInfo::parse(Some(url))?.with_connect_timeout(args.connect_timeout.as_deref())?,
+            ConnInfo::parse_with_connect_timeout(Some(url), args.connect_timeout.as_deref())?,
         ),
         (None, Some("-")) => None,
         (None, Some(other)) => return Err(usage!("--output `{other}` is not supported: use `--output -` for stdout (nothing is written to disk)")),

@@ -19,7 +19,7 @@ pub async fn run(args: &VerifyArgs) -> Result<()> {
     let scratch = args
         .restore_check
         .as_deref()
-        .map(|u| ConnInfo::parse(Some(u))?.with_connect_timeout(args.connect_timeout.as_deref()))
+        .map(|u| ConnInfo::parse_with_connect_timeout(Some(u), args.connect_timeout.as_deref()))
         .transpose()?;
     let client = s3::client(&cfg).await?;
     let key = select_key(&client, &cfg, &args.which).await?;

@@ -146,6 +146,12 @@ impl std::fmt::Debug for ConnInfo {
 impl ConnInfo {
     /// Parses a `postgres://` URL or a libpq `key=value` string; `None` means "from PG* variables".
     pub fn parse(input: Option<&str>) -> Result<Self> {
+        Self::parse_with_connect_timeout(input, None)
+    }
+
+    /// [`parse`](Self::parse), with `--connect-timeout` (when given) in place of the string's
+    /// or `PGCONNECT_TIMEOUT`'s `connect_timeout`, which is then not judged at all.
+    pub fn parse_with_connect_timeout(input: Option<&str>, flag: Option<&str>) -> Result<Self> {
         let pairs = match input.map(str::trim) {
             None | Some("") => Vec::new(),
             Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
@@ -201,16 +207,8 @@ impl ConnInfo {
             info.password = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty());
         }
         info.sslmode()?;
-        info.resolve_connect_timeout(None)?;
+        info.resolve_connect_timeout(flag)?;
         Ok(info)
-    }
-
-    /// With `--connect-timeout`: it overrides the connection string's `connect_timeout`.
-    pub fn with_connect_timeout(mut self, flag: Option<&str>) -> Result<Self> {
-        if flag.is_some() {
-            self.resolve_connect_timeout(flag)?;
-        }
-        Ok(self)
     }
 
     /// Every connection gets a bounded wait: `--connect-timeout`, else the string's (or
@@ -647,7 +645,7 @@ mod tests {
             ("host=h connect_timeout=7", Some("5"), 5),
             ("host=h", Some(" 3600 "), 3600),
         ] {
-            let info = parse(input).with_connect_timeout(flag).unwrap();
+            let info = ConnInfo::parse_with_connect_timeout(Some(input), flag).unwrap();
             assert_eq!(info.connect_timeout().as_secs(), want, "{input} {flag:?}");
             let dump = info.dump_conninfo();
             assert!(
@@ -662,19 +660,19 @@ mod tests {
         }
         // libpq's 0 waits forever: refused, like anything that is not whole seconds.
         for bad in ["0", "-1", "2.5", "3601", "soon", ""] {
-            let err = ConnInfo::parse(Some("host=h"))
-                .unwrap()
-                .with_connect_timeout(Some(bad))
+            let err = ConnInfo::parse_with_connect_timeout(Some("host=h"), Some(bad))
                 .unwrap_err()
                 .to_string();
             assert!(
                 err.contains(&format!("--connect-timeout `{bad}` is invalid")),
                 "{err}"
             );
-            let err = ConnInfo::parse(Some(&format!("host=h connect_timeout='{bad}'")))
-                .unwrap_err()
-                .to_string();
+            let bad_string = format!("host=h connect_timeout='{bad}'");
+            let err = ConnInfo::parse(Some(&bad_string)).unwrap_err().to_string();
             assert!(err.contains(&format!("connect_timeout (from the database connection or PGCONNECT_TIMEOUT) `{bad}` is invalid")), "{err}");
+            // The flag wins: what it replaces is not judged.
+            let info = ConnInfo::parse_with_connect_timeout(Some(&bad_string), Some("5")).unwrap();
+            assert_eq!(info.connect_timeout().as_secs(), 5);
         }
     }
 
