@@ -14,7 +14,7 @@ fn repo_file(name: &str) -> std::path::PathBuf {
 }
 
 /// action.yml as JSON, read with the venv's PyYAML (a real YAML parser).
-fn action_yml() -> serde_json::Value {
+pub fn action_yml() -> serde_json::Value {
     let python = repo_file(".venv/bin/python");
     let out = Command::new(python)
         .args([
@@ -46,7 +46,7 @@ fn entrypoint_args() -> Vec<String> {
 }
 
 /// Parses `$GITHUB_OUTPUT` by GitHub's rules: `name=value` lines or `name<<DELIM` ... `DELIM`.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {

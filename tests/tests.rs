@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod commands;
 mod connect;
+mod container;
 mod faults;
 mod hostile;
 mod parts;
