@@ -15,13 +15,18 @@ fn repo_file(name: &str) -> std::path::PathBuf {
 
 /// action.yml as JSON, read with the venv's PyYAML (a real YAML parser).
 pub fn action_yml() -> serde_json::Value {
+    yaml_file(&repo_file("action.yml"))
+}
+
+/// A YAML file as JSON, read with the venv's PyYAML (a real YAML parser).
+fn yaml_file(path: &Path) -> serde_json::Value {
     let python = repo_file(".venv/bin/python");
     let out = Command::new(python)
         .args([
             "-c",
             "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
         ])
-        .arg(repo_file("action.yml"))
+        .arg(path)
         .output()
         .expect("run the venv's python (scripts/setup installs it)");
     assert!(
@@ -360,4 +365,76 @@ fn action_yml_and_the_binary_agree_on_inputs_and_outputs() {
     for required in ["database-url", "bucket", "aws-region"] {
         assert_eq!(action["inputs"][required]["required"], true, "{required}");
     }
+}
+
+/// `scripts/pin-image` (the release workflow's rewrite) changes only `runs.image`, to the image
+/// by digest; anything but a lowercase `REGISTRY/PATH@sha256:<64 hex>`, or an action.yml already
+/// pinned, is exit 2 with the file unchanged.
+#[test]
+fn the_release_rewrite_pins_the_image_by_digest_and_changes_nothing_else() {
+    let dir = std::env::temp_dir().join(unique("pin-image"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("action.yml");
+    let original = std::fs::read(repo_file("action.yml")).unwrap();
+    std::fs::write(&copy, &original).unwrap();
+    let pin = |reference: &str| {
+        Command::new("python3")
+            .arg(repo_file("scripts/pin-image"))
+            .arg(reference)
+            .arg(&copy)
+            .output()
+            .unwrap()
+    };
+    let digest = "sha256:".to_string() + &"0123456789abcdef".repeat(4);
+    for bad in [
+        "ghcr.io/org/pg-s3-backup:v1".to_string(),
+        "ghcr.io/org/pg-s3-backup".to_string(),
+        format!("ghcr.io/Org/pg-s3-backup@{digest}"),
+        "ghcr.io/org/pg-s3-backup@sha256:abc".to_string(),
+        format!("ghcr.io/org/pg-s3-backup@{digest}\n  args: [x]"),
+        format!("docker://ghcr.io/org/pg-s3-backup@{digest}"),
+        String::new(),
+    ] {
+        let out = pin(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not an image pinned by digest"),
+            "{bad:?}"
+        );
+        assert_eq!(
+            std::fs::read(&copy).unwrap(),
+            original,
+            "{bad:?} changed the file"
+        );
+    }
+    let reference = format!("ghcr.io/octo-org/pg-s3-backup@{digest}");
+    let out = pin(&reference);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = action_yml();
+    assert_eq!(want["runs"]["image"], "Dockerfile");
+    want["runs"]["image"] = format!("docker://{reference}").into();
+    assert_eq!(yaml_file(&copy), want);
+    let pinned = std::fs::read_to_string(&copy).unwrap();
+    let original = String::from_utf8(original).unwrap();
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(pinned.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [(
+            "  image: Dockerfile",
+            format!("  image: docker://{reference}").as_str()
+        )]
+    );
+    assert_eq!(original.lines().count(), pinned.lines().count());
+    // Pinning twice is refused: the release commit is made from main's form only.
+    let again = pin(&reference);
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), pinned);
 }
