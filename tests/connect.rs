@@ -172,3 +172,50 @@ async fn no_aws_credentials_is_one_line_with_the_fix() {
     );
     assert!(store.keys_in(&bucket).await.is_empty());
 }
+
+/// The tool's own short-query sessions (preflight, the restore's target checks) carry the
+/// connect timeout as the server's `statement_timeout`, so a query stuck on the server is
+/// cancelled there (SQLSTATE 57014), not only abandoned by the client; the restore's own session
+/// (`preflight::connect`) carries none, since its statements may run for hours.
+#[tokio::test]
+async fn short_query_sessions_get_a_server_side_statement_timeout() {
+    use pg_s3_backup::source::{conninfo::ConnInfo, preflight};
+    let db = unique("stmt-timeout");
+    Pg::create_db(&db);
+    let conn = ConnInfo::parse_with_connect_timeout(Some(&Pg::url(&db)), Some("2")).unwrap();
+    let (client, connection) = preflight::connect_short(&conn).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let shown: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "2s");
+    let started = std::time::Instant::now();
+    let err = client
+        .execute("SELECT pg_sleep(10)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("57014"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs_f64() < 5.0);
+    drop(client);
+    let _ = driver.await;
+
+    let (client, connection) = preflight::connect(&conn).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let shown: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        shown, "0",
+        "the restore's session must have no statement timeout"
+    );
+    drop(client);
+    let _ = driver.await;
+}

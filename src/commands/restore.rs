@@ -199,7 +199,7 @@ async fn restore_archive(
 }
 
 async fn count_tables(conn: &ConnInfo) -> Result<i64> {
-    let (client, connection) = preflight::connect(conn).await?;
+    let (client, connection) = preflight::connect_short(conn).await?;
     let driver = tokio::spawn(connection);
     let query = client.query_one(
         "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",

@@ -29,7 +29,28 @@ pub type Connection = tokio_postgres::Connection<
 /// authentication and the server's first ReadyForQuery. (tokio-postgres's own `connect_timeout`
 /// bounds only the TCP connect, so a server that accepts and never answers would hang.)
 pub async fn connect(conn: &ConnInfo) -> Result<(tokio_postgres::Client, Connection)> {
-    let config = conn.preflight_config()?;
+    connect_with(conn, conn.preflight_config()?).await
+}
+
+/// [`connect`] for a session that runs only the tool's own short queries (preflight, the
+/// restore's target checks): the server also gets `statement_timeout`, the connect timeout, so
+/// that a query stuck on the server (a lock) is cancelled there, not only abandoned here by
+/// [`answer`].
+pub async fn connect_short(conn: &ConnInfo) -> Result<(tokio_postgres::Client, Connection)> {
+    let mut config = conn.preflight_config()?;
+    let limit = format!("-c statement_timeout={}s", conn.connect_timeout().as_secs());
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {limit}"),
+        _ => limit,
+    };
+    config.options(&options);
+    connect_with(conn, config).await
+}
+
+async fn connect_with(
+    conn: &ConnInfo,
+    config: tokio_postgres::Config,
+) -> Result<(tokio_postgres::Client, Connection)> {
     let tls = crate::source::tls::connector(conn)?;
     let limit = conn.connect_timeout();
     match tokio::time::timeout(limit, config.connect(tls)).await {
@@ -63,7 +84,7 @@ pub async fn answer<F: std::future::Future>(
 }
 
 pub async fn check(conn: &ConnInfo) -> Result<ServerInfo> {
-    let (client, connection) = connect(conn).await?;
+    let (client, connection) = connect_short(conn).await?;
     let driver = tokio::spawn(connection);
     let row = answer(
         conn,
