@@ -9,7 +9,8 @@
 #   PG_CLIENTS    space-separated postgresql-client majors, default "14 15 16 17 18 19"
 #   BINARY_STAGE  build (default: compile in the Rust stage) or prebuilt (copy
 #                 target/release/pg-s3-backup from the build context; it must be built for the
-#                 base's glibc, 2.36 on Debian 12)
+#                 base's glibc, 2.36 on Debian 12, which the build checks by running it). Any
+#                 other value is taken as an image name by `FROM`, and fails as one.
 # A build with no registry at all (scripts/container, from ../shared/CONTAINERS.md):
 #   podman build --pull=never --network host --build-arg BASE_IMAGE=localhost/bookworm-base \
 #     --build-arg PG_APT=debian --build-arg PG_CLIENTS=15 --build-arg BINARY_STAGE=prebuilt .
@@ -37,8 +38,11 @@ RUN cargo build --release --locked --manifest-path /src/Cargo.toml \
     && install -D -m 0755 /src/target/release/pg-s3-backup /out/pg-s3-backup
 
 # --- the binary, from the build context ------------------------------------------------------
+# The wildcard keeps builders that build every stage (the legacy builder, buildah with
+# --skip-unused-stages=false) from failing where there is no target/: Cargo.toml always matches.
+# A prebuilt build without the binary fails at the final COPY instead.
 FROM scratch AS prebuilt
-COPY target/release/pg-s3-backup /out/pg-s3-backup
+COPY Cargo.toml target/release/pg-s3-backup* /out/
 
 # --- the one chosen (a stage not named here is not built) -----------------------------------
 FROM ${BINARY_STAGE} AS binary
@@ -85,6 +89,9 @@ RUN set -eu; \
     for major in $PG_CLIENTS; do "/usr/lib/postgresql/$major/bin/pg_dump" --version; done
 
 COPY --from=binary /out/pg-s3-backup /usr/local/bin/pg-s3-backup
+# The binary must run on this base (a prebuilt one made against a newer glibc would not).
+RUN v="$(/usr/local/bin/pg-s3-backup --version)" \
+    && case "$v" in "pg-s3-backup "*) echo "$v" ;; *) echo "not pg-s3-backup: '$v'" >&2; exit 1 ;; esac
 
 # No USER (GitHub runs container actions as root so they can write the workspace and the
 # $GITHUB_OUTPUT file) and no WORKDIR (GitHub sets it to /github/workspace).

@@ -392,6 +392,7 @@ fn the_release_rewrite_pins_the_image_by_digest_and_changes_nothing_else() {
         format!("ghcr.io/Org/pg-s3-backup@{digest}"),
         "ghcr.io/org/pg-s3-backup@sha256:abc".to_string(),
         format!("ghcr.io/org/pg-s3-backup@{digest}\n  args: [x]"),
+        format!("ghcr.io/org/pg-s3-backup@{digest}\n"),
         format!("docker://ghcr.io/org/pg-s3-backup@{digest}"),
         String::new(),
     ] {
@@ -437,4 +438,18 @@ fn the_release_rewrite_pins_the_image_by_digest_and_changes_nothing_else() {
     let again = pin(&reference);
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), pinned);
+    // A CRLF file stays CRLF, and names with `--` and `__` (valid on registries) are accepted.
+    std::fs::write(&copy, original.replace('\n', "\r\n")).unwrap();
+    let reference = format!("ghcr.io/octo--org/pg__s3-backup@{digest}");
+    assert!(pin(&reference).status.success());
+    let pinned = std::fs::read_to_string(&copy).unwrap();
+    assert_eq!(
+        pinned,
+        original
+            .replace(
+                "  image: Dockerfile",
+                &format!("  image: docker://{reference}")
+            )
+            .replace('\n', "\r\n")
+    );
 }
