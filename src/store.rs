@@ -190,9 +190,7 @@ pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<De
                 }
             }
             Err(e) if is_not_implemented(&e) => {
-                // Nothing of this batch was deleted; the one-by-one requests report themselves.
-                pending.update(crate::signals::Pending::default());
-                delete_one_by_one(client, bucket, batch, keys.len(), &mut out).await?
+                delete_one_by_one(client, bucket, batch, keys.len(), &mut out, &pending).await?
             }
             Err(e) if is_denied(&e) => {
                 return Err(Denied {
@@ -245,8 +243,8 @@ async fn delete_one_by_one(
     keys: &[String],
     planned: usize,
     out: &mut Deleted,
+    pending: &crate::signals::PendingGuard,
 ) -> Result<()> {
-    let pending = crate::signals::pending(String::new(), Vec::new());
     for key in keys {
         if crate::signals::stop_requested().is_some() {
             out.stopped = true;

@@ -189,7 +189,7 @@ async fn seed_old(store: Store, bucket: &str, db: &str, prefix: &str) -> Vec<Str
 }
 
 /// The masks come first on stderr, before any other line; stdout holds no workflow command.
-fn masked_first(out: &Done, secrets: &[&str]) {
+pub fn masked_first(out: &Done, secrets: &[&str]) {
     let lines: Vec<&str> = out.stderr.lines().collect();
     let first_other = lines
         .iter()

@@ -968,27 +968,8 @@ async fn a_signal_stops_prune_between_deletions_and_says_what_was_deleted() {
             Fault::Always(Box::new(Fault::Delay(Duration::from_millis(1500)))),
         );
         let child = prune_via(c.store, &bucket, &proxy.url(), "app").spawn();
-        let started = std::time::Instant::now();
-        while proxy.count(c.op) < c.sent {
-            assert!(
-                started.elapsed().as_secs() < 60,
-                "{:?}: no deletion sent",
-                c.store
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let signalled = std::time::Instant::now();
-        unsafe { libc::kill(child.id() as i32, c.signal) };
-        let out: crate::support::Done =
-            tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-                .await
-                .unwrap()
-                .into();
-        assert!(
-            signalled.elapsed().as_secs_f64() < 5.0,
-            "took {:?}",
-            signalled.elapsed()
-        );
+        let (out, took) = signal_when(child, c.signal, || proxy.count(c.op) >= c.sent).await;
+        assert!(took < 5.0, "took {took:.1} s");
         let planned = c.backups as usize - 2;
         out.fails(
             c.code,
@@ -1060,25 +1041,8 @@ async fn a_signal_after_the_last_part_leaves_a_complete_reported_backup() {
         let proxy = Proxy::start(&store.endpoint());
         proxy.fail(op, 1, Fault::Delay(Duration::from_millis(1500)));
         let child = backup_with(store, &bucket, &proxy.url(), &["--keep-last", "2"]).spawn();
-        let started = Instant::now();
-        while proxy.count(op) < 1 {
-            assert!(
-                started.elapsed().as_secs() < 60,
-                "{store:?}: {op:?} never sent"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let signalled = Instant::now();
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let out: Done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap()
-            .into();
-        assert!(
-            signalled.elapsed().as_secs_f64() < 5.0,
-            "took {:?}",
-            signalled.elapsed()
-        );
+        let (out, took) = signal_when(child, signal, || proxy.count(op) >= 1).await;
+        assert!(took < 5.0, "took {took:.1} s");
         let err = out.fails(code, &["interrupted by", "is complete", undone]);
         assert!(!err.contains("nothing was stored"), "{err}");
         let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("the outcome");

@@ -571,24 +571,7 @@ async fn claim_key(
             }
         }
         let lock = BackupId::lock_key(&key);
-        let body = serde_json::json!({
-            "key": key,
-            "started": Utc::now().to_rfc3339(),
-            "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
-        });
-        let put = client
-            .put_object()
-            .bucket(bucket)
-            .key(&lock)
-            .if_none_match("*")
-            .content_type("application/json")
-            // Bucket policies that require encryption apply to the lock too.
-            .set_server_side_encryption(object.sse.clone())
-            .set_ssekms_key_id(object.sse_kms_key_id.clone())
-            .body(body.to_string().into_bytes().into())
-            .send()
-            .await;
-        match put {
+        match put_lock(client, bucket, &lock, &key, object, "started", true).await {
             Ok(_) => {
                 return Ok(Claim {
                     key,
@@ -614,6 +597,39 @@ async fn claim_key(
     )
 }
 
+/// Writes the lock object of `key`: which key, `stamp` (`started`, or `alive` for a heartbeat)
+/// with the time, and the tool. The claim writes it only if absent; the heartbeat over its own.
+async fn put_lock(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    lock: &str,
+    key: &str,
+    object: &ObjectOptions,
+    stamp: &str,
+    only_if_absent: bool,
+) -> std::result::Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
+> {
+    let body = serde_json::json!({
+        "key": key,
+        stamp: Utc::now().to_rfc3339(),
+        "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
+    });
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(lock)
+        .set_if_none_match(only_if_absent.then(|| "*".to_string()))
+        .content_type("application/json")
+        // Bucket policies that require encryption apply to the lock too.
+        .set_server_side_encryption(object.sse.clone())
+        .set_ssekms_key_id(object.sse_kms_key_id.clone())
+        .body(body.to_string().into_bytes().into())
+        .send()
+        .await
+}
+
 /// Rewrites the lock every `layout::heartbeat()` while the backup runs (unconditionally: the
 /// key is this run's), so that cleanup by another run never takes it for a killed one. A
 /// failed rewrite only warns once: the backup goes on.
@@ -629,21 +645,7 @@ fn heartbeat(
         let mut warned = false;
         loop {
             tokio::time::sleep(crate::layout::heartbeat()).await;
-            let body = serde_json::json!({
-                "key": key,
-                "alive": Utc::now().to_rfc3339(),
-                "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
-            });
-            let put = client
-                .put_object()
-                .bucket(&bucket)
-                .key(&lock)
-                .content_type("application/json")
-                .set_server_side_encryption(object.sse.clone())
-                .set_ssekms_key_id(object.sse_kms_key_id.clone())
-                .body(body.to_string().into_bytes().into())
-                .send()
-                .await;
+            let put = put_lock(&client, &bucket, &lock, &key, &object, "alive", false).await;
             if let Err(e) = put {
                 if !warned {
                     let err = s3::describe(
