@@ -64,3 +64,14 @@ pub fn one_line(err: &anyhow::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// The innermost message of an error chain (the concrete I/O or protocol failure).
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}

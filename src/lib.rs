@@ -13,6 +13,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod layout;
+pub mod limits;
 pub mod output;
 pub mod progress;
 pub mod retention;

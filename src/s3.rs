@@ -114,7 +114,7 @@ pub fn request_timeout(client: &Client) -> Duration {
         .config()
         .timeout_config()
         .and_then(|t| t.operation_attempt_timeout())
-        .unwrap_or(crate::config::DEFAULT_REQUEST_TIMEOUT)
+        .unwrap_or(crate::limits::DEFAULT_REQUEST_TIMEOUT)
 }
 
 /// Error codes meaning the request was signed with credentials that have expired.
@@ -229,7 +229,7 @@ where
                 .trim_end_matches('.')
                 .to_string(),
         ),
-        _ => ("".to_string(), root_cause(err)),
+        _ => ("".to_string(), crate::error::root_cause(err)),
     };
     let hint = match code.as_str() {
         "AccessDenied" | "Forbidden" => &*format!(
@@ -330,15 +330,4 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     parts.join(": ")
-}
-
-/// The innermost message of an error chain (the concrete I/O or protocol failure).
-pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    cause
 }

@@ -159,6 +159,6 @@ fn describe(err: &tokio_postgres::Error, sql: &str, line: u64) -> anyhow::Error 
             }
             anyhow!(text)
         }
-        None => anyhow!("{at} failed: {}", crate::s3::root_cause(err)),
+        None => anyhow!("{at} failed: {}", crate::error::root_cause(err)),
     }
 }

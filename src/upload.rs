@@ -17,15 +17,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-const MIB: u64 = 1 << 20;
-/// S3's smallest part (all but the last).
-pub const MIN_PART_SIZE: u64 = 5 * MIB;
-/// S3's largest part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
-/// S3's largest object.
-pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
-/// S3's part-count limit.
-pub const S3_MAX_PARTS: u32 = 10_000;
+#[cfg(test)]
+use crate::limits::MIN_PART_SIZE;
+use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MIB};
+
 /// Largest object CopyObject accepts; used to attach the final metadata.
 const MAX_COPY_SIZE: u64 = MAX_PART_SIZE;
 

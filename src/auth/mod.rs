@@ -7,135 +7,17 @@
 mod cache;
 mod web_identity;
 
-use crate::error::usage;
-use anyhow::Result;
+use crate::config::{AuthConfig, Source};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 pub use cache::CredentialsCache;
 use std::time::Duration;
 pub use web_identity::AuthError;
-use web_identity::{TokenSource, WebIdentityProvider};
+use web_identity::WebIdentityProvider;
 
-/// STS's limits on DurationSeconds; roles often cap sessions at 1 hour.
-pub const MAX_DURATION_SECONDS: i64 = 43_200;
 /// Refresh credentials when this much validity is left (or half the session, if shorter), so a
 /// large part never starts on credentials about to expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(600);
-
-/// A validated IAM role ARN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleArn(String);
-
-impl RoleArn {
-    pub fn parse(arn: &str) -> Result<Self> {
-        let fail =
-            || usage!("role ARN `{arn}` is malformed: use arn:aws:iam::123456789012:role/NAME");
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let [scheme, partition, service, region, account, resource] = parts.as_slice() else {
-            return Err(fail());
-        };
-        let ok = *scheme == "arn"
-            && partition.starts_with("aws")
-            && *service == "iam"
-            && region.is_empty()
-            && account.len() == 12
-            && account.bytes().all(|b| b.is_ascii_digit())
-            && resource.strip_prefix("role/").is_some_and(|name| {
-                !name.is_empty()
-                    && name.len() <= 512
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
-            });
-        if ok {
-            Ok(Self(arn.to_string()))
-        } else {
-            Err(fail())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// What `--role-to-assume` and its companions resolved to.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    pub role: Option<RoleArn>,
-    /// Decided from the role and the environment at validation time, before any call.
-    source: Source,
-    pub session_name: String,
-    pub duration: Duration,
-    pub audience: String,
-}
-
-impl AuthConfig {
-    pub fn new(
-        role: Option<&str>,
-        session_name: Option<&str>,
-        duration: &str,
-        audience: &str,
-    ) -> Result<Self> {
-        let role = role
-            .filter(|r| !r.is_empty())
-            .map(RoleArn::parse)
-            .transpose()?;
-        let session_name = match session_name.filter(|s| !s.is_empty()) {
-            Some(name) => check_session_name(name)?,
-            None => default_session_name(|k| std::env::var(k).ok()),
-        };
-        let seconds =
-            crate::config::int_in(duration, "--role-duration-seconds", 1, MAX_DURATION_SECONDS)?;
-        if audience.trim().is_empty() {
-            return Err(usage!(
-                "--audience is empty: use sts.amazonaws.com, the audience AWS expects"
-            ));
-        }
-        let source = select(role.as_ref(), |k| std::env::var(k).ok())?;
-        Ok(Self {
-            role,
-            source,
-            session_name,
-            duration: Duration::from_secs(seconds as u64),
-            audience: audience.to_string(),
-        })
-    }
-
-    fn refresh_margin(&self) -> Duration {
-        REFRESH_MARGIN.min(self.duration / 2)
-    }
-}
-
-/// Where credentials come from, decided from the role and the environment before any call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
-    DefaultChain,
-    WebIdentity(TokenSource),
-    AssumeRole,
-}
-
-fn select(role: Option<&RoleArn>, env: impl Fn(&str) -> Option<String>) -> Result<Source> {
-    if role.is_none() {
-        return Ok(Source::DefaultChain);
-    }
-    let var = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let (Some(url), Some(token)) = (
-        var("ACTIONS_ID_TOKEN_REQUEST_URL"),
-        var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
-    ) {
-        return Ok(Source::WebIdentity(TokenSource::GitHub { url, token }));
-    }
-    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
-        return Err(usage!(
-            "--role-to-assume is set but this GitHub Actions job has no ID token: add `permissions: id-token: write` to the job (or workflow)"
-        ));
-    }
-    if let Some(path) = var("AWS_WEB_IDENTITY_TOKEN_FILE") {
-        return Ok(Source::WebIdentity(TokenSource::File(path.into())));
-    }
-    Ok(Source::AssumeRole)
-}
 
 /// The cached credentials for S3 clients: the role's when a role is set, else the default
 /// chain's; `None` when the environment configures no provider at all.
@@ -154,136 +36,22 @@ pub async fn credentials(cfg: &AuthConfig, sdk: &SdkConfig) -> Option<Credential
         ),
         _ => sdk.credentials_provider()?,
     };
-    Some(CredentialsCache::new(provider, cfg.refresh_margin()))
+    Some(CredentialsCache::new(provider, refresh_margin(cfg)))
 }
 
-fn is_session_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
-}
-
-fn check_session_name(name: &str) -> Result<String> {
-    if (2..=64).contains(&name.len()) && name.chars().all(is_session_char) {
-        Ok(name.to_string())
-    } else {
-        Err(usage!(
-            "--role-session-name `{name}` is invalid: use 2 to 64 letters, digits or _+=,.@-"
-        ))
-    }
-}
-
-/// `pg-s3-backup-ORG-REPO-RUNID` in Actions, sanitized to STS's rules; `pg-s3-backup` elsewhere.
-fn default_session_name(env: impl Fn(&str) -> Option<String>) -> String {
-    let mut name = String::from("pg-s3-backup");
-    for var in ["GITHUB_REPOSITORY", "GITHUB_RUN_ID"] {
-        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-            name.push('-');
-            name.extend(v.chars().map(|c| if is_session_char(c) { c } else { '-' }));
-        }
-    }
-    name.chars().take(64).collect()
+fn refresh_margin(cfg: &AuthConfig) -> Duration {
+    REFRESH_MARGIN.min(cfg.duration / 2)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
 
     #[test]
-    fn role_arns() {
-        for good in [
-            "arn:aws:iam::123456789012:role/backup",
-            "arn:aws-us-gov:iam::123456789012:role/path/to/r+=,.@_-",
-        ] {
-            assert!(RoleArn::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "backup",
-            "arn:aws:iam::12345:role/x",
-            "arn:aws:s3:::bucket",
-            "arn:aws:iam::123456789012:user/x",
-            "arn:aws:iam::123456789012:role/",
-            "arn:aws:iam:us-east-1:123456789012:role/x",
-        ] {
-            let err = RoleArn::parse(bad).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("`{bad}`")) && err.contains("arn:aws:iam::"),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn source_selection() {
-        let role = RoleArn::parse("arn:aws:iam::123456789012:role/r").unwrap();
-        assert_eq!(
-            select(None, env(&[("ACTIONS_ID_TOKEN_REQUEST_URL", "u")])).unwrap(),
-            Source::DefaultChain
-        );
-        let gh = env(&[
-            ("GITHUB_ACTIONS", "true"),
-            ("ACTIONS_ID_TOKEN_REQUEST_URL", "u"),
-            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/f"),
-        ]);
-        assert_eq!(
-            select(Some(&role), gh).unwrap(),
-            Source::WebIdentity(TokenSource::GitHub {
-                url: "u".into(),
-                token: "t".into()
-            })
-        );
-        let err = select(Some(&role), env(&[("GITHUB_ACTIONS", "true")])).unwrap_err();
-        assert!(err.to_string().contains("permissions: id-token: write"));
-        assert!(err.is::<crate::error::UsageError>());
-        assert_eq!(
-            select(Some(&role), env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/f")])).unwrap(),
-            Source::WebIdentity(TokenSource::File("/f".into()))
-        );
-        assert_eq!(select(Some(&role), env(&[])).unwrap(), Source::AssumeRole);
-    }
-
-    #[test]
-    fn session_names() {
-        assert_eq!(default_session_name(env(&[])), "pg-s3-backup");
-        assert_eq!(
-            default_session_name(env(&[
-                ("GITHUB_REPOSITORY", "my-org/db.backups"),
-                ("GITHUB_RUN_ID", "123")
-            ])),
-            "pg-s3-backup-my-org-db.backups-123"
-        );
-        let long = default_session_name(env(&[(
-            "GITHUB_REPOSITORY",
-            &format!("o/{}", "r".repeat(100)),
-        )]));
-        assert_eq!(long.len(), 64);
-        assert!(check_session_name(&long).is_ok());
-        for bad in ["x", "has space", "slash/no", &"a".repeat(65)] {
-            assert!(check_session_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations_audience_and_margin() {
+    fn refresh_margin_is_ten_minutes_or_half_a_short_session() {
         let cfg = AuthConfig::new(None, None, "3600", "sts.amazonaws.com").unwrap();
-        assert_eq!(cfg.refresh_margin(), Duration::from_secs(600));
+        assert_eq!(refresh_margin(&cfg), Duration::from_secs(600));
         let short = AuthConfig::new(None, None, "8", "sts.amazonaws.com").unwrap();
-        assert_eq!(short.refresh_margin(), Duration::from_secs(4));
-        for bad in ["0", "-5", "43201", "1h"] {
-            assert!(AuthConfig::new(None, None, bad, "a").is_err(), "{bad}");
-        }
-        assert!(AuthConfig::new(None, None, "900", " ")
-            .unwrap_err()
-            .to_string()
-            .contains("--audience"));
+        assert_eq!(refresh_margin(&short), Duration::from_secs(4));
     }
 }

@@ -2,39 +2,20 @@
 //! live about 5 minutes and role sessions often 1 hour, so a token read once cannot renew
 //! credentials during a long dump. The identity cache calls this provider again before expiry.
 
-use super::AuthConfig;
 use crate::action;
-use crate::s3::root_cause;
+use crate::config::{AuthConfig, TokenSource};
+use crate::error::root_cause;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{self, error::CredentialsError, ProvideCredentials};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use base64::Engine;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// Attempts at the token endpoint before giving up; backoff doubles from 500 ms.
 const TOKEN_ATTEMPTS: u32 = 4;
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Where each refresh gets its web identity token.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// GitHub Actions' token endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL` / `_TOKEN`).
-    GitHub { url: String, token: String },
-    /// A file kept fresh by the platform (EKS, other CI): `AWS_WEB_IDENTITY_TOKEN_FILE`.
-    File(PathBuf),
-}
-
-impl fmt::Debug for TokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::GitHub { url, .. } => write!(f, "GitHub({url}, <request token>)"),
-            Self::File(p) => write!(f, "File({})", p.display()),
-        }
-    }
-}
 
 /// A credentials failure whose message is complete as it is: what failed, the values that
 /// matter (never a secret) and the fix. `s3::describe` shows it without adding a hint.

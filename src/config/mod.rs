@@ -1,15 +1,17 @@
 //! Turns parsed flags into a validated configuration of concrete types. No I/O happens here:
 //! every check that can fail before the first network call or child process lives in this file.
 
-use crate::auth::AuthConfig;
+mod auth;
+
 use crate::cli::{BackupArgs, ChecksumArg, RetentionArgs, S3Args};
 use crate::compress::GzipOptions;
 use crate::error::usage;
 use crate::layout::DumpFormat;
+use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use crate::retention::{Policy, Span};
 use crate::source::conninfo::ConnInfo;
-use crate::upload::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use anyhow::Result;
+pub use auth::{AuthConfig, RoleArn, Source, TokenSource, MAX_DURATION_SECONDS};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,8 +29,6 @@ pub struct S3Config {
     pub request_timeout: Duration,
     pub auth: AuthConfig,
 }
-
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Object attributes set on each backup.
 #[derive(Debug, Clone, Default)]
@@ -151,12 +151,7 @@ impl S3Config {
                 1,
                 3600,
             )? as u64),
-            auth: AuthConfig::new(
-                args.auth.role_to_assume.as_deref(),
-                args.auth.role_session_name.as_deref(),
-                &args.auth.role_duration_seconds,
-                &args.auth.audience,
-            )?,
+            auth: AuthConfig::from_args(&args.auth)?,
         })
     }
 }
