@@ -8,6 +8,7 @@
 
 use crate::layout::{BackupId, DumpFormat};
 use crate::s3::{self, describe};
+use crate::source::process::Process;
 use crate::sql_script::{Event, Script};
 use crate::target::Target;
 use anyhow::{bail, Context, Result};
@@ -200,19 +201,18 @@ pub async fn stream_archive<S: Sink>(
     pg_restore: &std::path::Path,
     sink: &mut S,
 ) -> Result<Streamed> {
-    let mut child = tokio::process::Command::new(pg_restore)
-        .args(["--no-owner", "--file=-"])
+    let mut cmd = tokio::process::Command::new(pg_restore);
+    cmd.args(["--no-owner", "--file=-"])
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", pg_restore.display()))?;
-    let stdin = child.stdin.take().context("pg_restore stdin")?;
-    let mut stdout = child.stdout.take().context("pg_restore stdout")?;
-    // Its messages can quote the archive: forwarded inert.
-    let stderr =
-        crate::child::Stderr::drain(child.stderr.take().context("pg_restore stderr")?, true);
+        .stdout(std::process::Stdio::piped());
+    // Its messages can quote the archive: `process` forwards them inert.
+    let (process, pipes) = Process::spawn(
+        cmd,
+        format!("pg_restore `{}` reading the archive {}", pg_restore.display(), opened.key),
+        "the archive is damaged or not pg_dump's, or pg_restore is older than the pg_dump that wrote it: verify the backup and install a newer postgresql-client",
+    )?;
+    let stdin = pipes.stdin.context("pg_restore stdin")?;
+    let mut stdout = pipes.stdout.context("pg_restore stdout")?;
     let key = opened.key.clone();
     let download = async {
         let mut writer = Writer::new(stdin, false);
@@ -221,13 +221,11 @@ pub async fn stream_archive<S: Sink>(
         drop(writer.into_inner());
         streamed
     };
+    // The script's end is pg_restore's exit status 0 (see `process`).
     let convert = async {
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = stdout
-                .read(&mut buf)
-                .await
-                .context("reading pg_restore's script")?;
+            let n = stdout.read(&mut buf).await?;
             if n == 0 {
                 return anyhow::Ok(());
             }
@@ -235,15 +233,7 @@ pub async fn stream_archive<S: Sink>(
         }
     };
     let (streamed, ()) = tokio::try_join!(download, convert)?;
-    let status = child.wait().await?;
-    let detail = stderr.finish().await;
-    if !status.success() {
-        bail!(
-            "pg_restore `{}` {} reading the archive {key}: {detail}",
-            pg_restore.display(),
-            crate::child::describe_status(status)
-        );
-    }
+    drop(process);
     sink.finish().await.context(key)?;
     Ok(streamed)
 }

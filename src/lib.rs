@@ -4,7 +4,7 @@
 
 pub mod action;
 pub mod auth;
-pub mod child;
+pub mod backmon;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -14,8 +14,10 @@ pub mod download;
 pub mod error;
 pub mod layout;
 pub mod limits;
+pub mod ops;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod retention;
 pub mod s3;
 pub mod signals;

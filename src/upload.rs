@@ -17,8 +17,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-#[cfg(test)]
-use crate::limits::MIN_PART_SIZE;
 use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MIB};
 
 /// Largest object CopyObject accepts; used to attach the final metadata.
@@ -433,15 +431,36 @@ impl Uploader {
             .abort_multipart_upload()
             .bucket(&s.bucket)
             .key(&s.key)
-            .upload_id(id)
+            .upload_id(&id)
             .send()
             .await
-            .map_err(|e| describe("AbortMultipartUpload", &s.uri(), &e))?;
+            .map_err(|e| {
+                // The store keeps (and bills) the parts until the upload is aborted.
+                anyhow::anyhow!(
+                    "{:#}; its parts stay stored until removed: run `aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {id}`, or `pg-s3-backup prune`",
+                    describe("AbortMultipartUpload", &s.uri(), &e),
+                    s.bucket,
+                    shell_word(&s.key)
+                )
+            })?;
         Ok(())
     }
 
     pub fn uri(&self) -> String {
         self.spec.uri()
+    }
+}
+
+/// `key` as one shell word: single-quoted unless it is plain (keys are this tool's, but the
+/// prefix is the user's).
+fn shell_word(key: &str) -> String {
+    if key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-=+:".contains(&b))
+    {
+        key.to_string()
+    } else {
+        format!("'{}'", key.replace('\'', "'\\''"))
     }
 }
 
@@ -579,6 +598,7 @@ async fn upload_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MIN_PART_SIZE;
 
     /// Every part within S3's bounds, sizes never shrinking, all planned parts equal.
     fn assert_well_formed(sizer: &PartSizer) {

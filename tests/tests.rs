@@ -11,6 +11,7 @@ mod connect;
 mod container;
 mod faults;
 mod hostile;
+mod layers;
 mod parts;
 mod restore;
 mod retention;

@@ -1,18 +1,15 @@
 //! `check`: is the newest backup of a database younger than `--max-age`? Exit 0 with its key and
 //! age, or 1 with one line saying why not (for monitors and scheduled workflows). With
-//! `--backmon-definition` it prints a backup definition for the backmon monitor instead; that
-//! part is pure and never touches the network.
+//! `--backmon-definition` it prints a backup definition for the backmon monitor instead
+//! (`backmon`), without touching the network.
 
+use crate::backmon::{self, Backmon};
 use crate::cli::CheckArgs;
 use crate::clock::Now;
-use crate::config::{policy_from, S3Config};
-use crate::error::usage;
-use crate::layout::{BackupId, DumpFormat};
-use crate::retention::{Policy, Span};
+use crate::config::CheckConfig;
 use crate::{output, s3, store};
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
-use std::time::Duration;
 
 #[derive(Serialize)]
 struct Fresh<'a> {
@@ -24,21 +21,17 @@ struct Fresh<'a> {
 }
 
 pub async fn run(args: &CheckArgs) -> Result<()> {
-    let cfg = S3Config::from_args(&args.s3)?;
-    let db = args.database.as_str();
-    if db.is_empty() {
-        return Err(usage!("--database is empty: name the database to check"));
-    }
-    let max_age = parse_max_age(&args.max_age)?;
-    if args.backmon_definition {
-        let def = backmon_definition(&Backmon {
-            bucket: &cfg.bucket,
-            prefix: &cfg.prefix,
+    let cfg = CheckConfig::from_args(args)?;
+    let db = cfg.database.as_str();
+    if let Some(b) = &cfg.backmon {
+        let def = backmon::definition(&Backmon {
+            bucket: &cfg.s3.bucket,
+            prefix: &cfg.s3.prefix,
             database: db,
-            format: crate::config::parse_format(&args.format)?,
-            schedule: &check_schedule(&args.schedule)?,
+            format: b.format,
+            schedule: &b.schedule,
             max_age: &args.max_age,
-            retention: &policy_from(&args.retention)?,
+            retention: &b.retention,
         });
         // YAML, multi-line: each line made inert like any other data line.
         for line in def.lines() {
@@ -46,8 +39,9 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let client = s3::client(&cfg).await?;
-    let backups = store::list_backups(&client, &cfg.bucket, &cfg.prefix, Some(db)).await?;
+    let client = s3::client(&cfg.s3).await?;
+    let (bucket, prefix) = (&cfg.s3.bucket, &cfg.s3.prefix);
+    let backups = store::list_backups(&client, bucket, prefix, Some(db)).await?;
     // A monitor must hear of a wrong clock and of keys from the future: either can hide
     // missing backups.
     let now = Now::read();
@@ -63,21 +57,19 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     }
     let Some(newest) = backups.first() else {
         bail!(
-            "no backup of `{db}` under s3://{}/{}",
-            cfg.bucket,
-            cfg.prefix
+            "no backup of `{db}` under s3://{bucket}/{prefix}: check the bucket, prefix and database, and that the backup job runs"
         );
     };
-    let uri = format!("s3://{}/{}", cfg.bucket, newest.key);
+    let uri = format!("s3://{bucket}/{}", newest.key);
     let age_seconds = (now.reference() - newest.id.time).num_seconds().max(0);
     let age = human_age(age_seconds as u64);
-    if age_seconds as u64 > max_age.as_secs() {
+    if age_seconds as u64 > cfg.max_age.as_secs() {
         bail!(
             "newest backup of `{db}` is {age} old ({uri}), older than --max-age {}",
-            args.max_age.trim()
+            cfg.max_age_text
         );
     }
-    if args.json {
+    if cfg.json {
         let fresh = Fresh {
             key: &newest.key,
             uri,
@@ -89,36 +81,10 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     } else {
         output::data_line(format_args!(
             "{uri} is {age} old (within --max-age {})",
-            args.max_age.trim()
+            cfg.max_age_text
         ));
     }
     Ok(())
-}
-
-fn parse_max_age(value: &str) -> Result<Duration> {
-    humantime::parse_duration(value.trim())
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            usage!("--max-age `{value}` is invalid: use a duration such as 26h, 36h or 8d")
-        })
-}
-
-/// A cron expression of 5 fields (backmon's cronexpr also takes 6 or 7, with seconds and
-/// years; we only check the shape here, not each field's range).
-fn check_schedule(value: &str) -> Result<String> {
-    let fields: Vec<&str> = value.split_whitespace().collect();
-    let ok = (5..=7).contains(&fields.len())
-        && fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "*/,-?LW#".contains(c))
-        });
-    if !ok {
-        return Err(usage!(
-            "--schedule `{value}` is invalid: use a cron expression such as `0 3 * * *` (minute hour day month weekday, UTC)"
-        ));
-    }
-    Ok(fields.join(" "))
 }
 
 /// Ages as people read them: `42s`, `17m`, `30h`, `3d 4h`.
@@ -133,264 +99,12 @@ fn human_age(secs: u64) -> String {
     }
 }
 
-/// What the backmon definition describes.
-pub struct Backmon<'a> {
-    pub bucket: &'a str,
-    pub prefix: &'a str,
-    pub database: &'a str,
-    pub format: DumpFormat,
-    pub schedule: &'a str,
-    pub max_age: &'a str,
-    pub retention: &'a Policy,
-}
-
-/// backmon's `backup_definitions.yaml` for one database, as its parser reads it
-/// (github.com/dreitier/backmon, `backup/raw.go` and `backup/definitions.go`):
-///
-/// ```yaml
-/// directories:
-///   <directory pattern, relative to the disk (bucket) root>:
-///     alias: <name in metrics>
-///     defaults: {schedule, sort, purge, retention-count, retention-age}
-///     files:
-///       <file name pattern>: {alias, schedule, sort, purge, retention-count, retention-age}
-/// ```
-///
-/// File and directory patterns take `%Y` (4 digits), `%M` `%D` `%h` `%m` `%s` (2 digits each:
-/// month, day, hour, minute, second) and `%%` for a literal `%`; percent-encoded database names
-/// are escaped accordingly. Durations are backmon's: `1Y2M3w4d5h` (uppercase Y and M).
-pub fn backmon_definition(b: &Backmon) -> String {
-    let dir_name = BackupId::database_prefix("", b.database);
-    let encoded = dir_name.trim_end_matches('/');
-    let directory = format!("{}{encoded}", b.prefix).replace('%', "%%");
-    let file = format!(
-        "{}-%Y%M%DT%h%m%sZ{}",
-        encoded.replace('%', "%%"),
-        b.format.extension()
-    );
-    let (count, age, unexpressed) = backmon_retention(b.retention);
-    let mut out = String::new();
-    let mut line = |s: &str| {
-        out.push_str(s);
-        out.push('\n');
-    };
-    line(&format!(
-        "# backmon backup definition for pg-s3-backup backups of `{}` in s3://{}/{}",
-        b.database.escape_debug(),
-        b.bucket,
-        b.prefix
-    ));
-    line(&format!(
-        "# Save it as s3://{}/backup_definitions.yaml: backmon treats each bucket as a disk",
-        b.bucket
-    ));
-    line("# and reads this file at its root. Schema: backmon's backup/raw.go (dreitier/backmon).");
-    line(&format!(
-        "# Keys: {}{encoded}/{encoded}-YYYYMMDDTHHMMSSZ{} (UTC). A second backup in the same",
-        b.prefix,
-        b.format.extension()
-    ));
-    line("# second gets a -2 suffix and is not matched; the first one of that second is.");
-    line("# Max age: backmon has no max-age key; it alerts when no file appeared since the");
-    line(&format!(
-        "# last `schedule` tick. `pg-s3-backup check --max-age {}` checks that from a workflow.",
-        b.max_age.trim()
-    ));
-    line("# purge is false: pg-s3-backup prunes with its own keep rules, and a second deleter");
-    line("# with other rules would delete backups those rules keep.");
-    if !unexpressed.is_empty() {
-        line(&format!(
-            "# Keep rules backmon cannot express (not encoded below): {}",
-            unexpressed.join(" ")
-        ));
-    }
-    line("directories:");
-    line(&format!("  {}:", yaml_str(&directory)));
-    line(&format!("    alias: {}", yaml_str(encoded)));
-    line("    defaults:");
-    line(&format!("      schedule: {}", yaml_str(b.schedule)));
-    line("      sort: interpolation");
-    line("      purge: false");
-    line("    files:");
-    line(&format!("      {}:", yaml_str(&file)));
-    line(&format!(
-        "        alias: {}",
-        yaml_str(&format!("{encoded}-{}", b.format.name()))
-    ));
-    line(&format!("        schedule: {}", yaml_str(b.schedule)));
-    line("        sort: interpolation");
-    line("        purge: false");
-    if let Some(count) = count {
-        line(&format!("        retention-count: {count}"));
-    }
-    if let Some(age) = age {
-        line(&format!("        retention-age: {}", yaml_str(&age)));
-    }
-    out
-}
-
-/// `--keep-last` is backmon's retention-count and `--keep-within` its retention-age; the
-/// calendar rules (hourly ... yearly) have no backmon equivalent and are listed instead.
-fn backmon_retention(p: &Policy) -> (Option<u32>, Option<String>, Vec<String>) {
-    let age = p.keep_within.map(backmon_duration);
-    let unexpressed = [
-        ("--keep-hourly", p.keep_hourly),
-        ("--keep-daily", p.keep_daily),
-        ("--keep-weekly", p.keep_weekly),
-        ("--keep-monthly", p.keep_monthly),
-        ("--keep-yearly", p.keep_yearly),
-    ]
-    .into_iter()
-    .filter_map(|(flag, n)| n.map(|n| format!("{flag} {n}")))
-    .collect();
-    (p.keep_last, age, unexpressed)
-}
-
-/// backmon's duration syntax: `(N)Y (N)M (N)w (N)d (N)h`, months and years uppercase.
-fn backmon_duration(s: Span) -> String {
-    let mut out = String::new();
-    for (n, unit) in [
-        (s.years, 'Y'),
-        (s.months, 'M'),
-        (s.days, 'd'),
-        (s.hours, 'h'),
-    ] {
-        if n != 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    out
-}
-
-/// A single-quoted YAML scalar (the only escape is `''`).
-fn yaml_str(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-    use chrono::Utc;
-
-    /// backmon's file-pattern matching, reduced to what our patterns use: `%Y` four digits,
-    /// `%M %D %h %m %s` two, `%%` a literal `%`, anything else literal.
-    fn backmon_matches(pattern: &str, name: &str) -> bool {
-        let (mut p, mut n) = (pattern.chars().peekable(), name.chars().peekable());
-        while let Some(c) = p.next() {
-            if c == '%' {
-                let width = match p.next() {
-                    Some('%') => {
-                        if n.next() != Some('%') {
-                            return false;
-                        }
-                        continue;
-                    }
-                    Some('Y') => 4,
-                    Some('M' | 'D' | 'h' | 'm' | 's') => 2,
-                    other => panic!("unexpected substitution {other:?}"),
-                };
-                for _ in 0..width {
-                    if !n.next().is_some_and(|d| d.is_ascii_digit()) {
-                        return false;
-                    }
-                }
-            } else if n.next() != Some(c) {
-                return false;
-            }
-        }
-        n.next().is_none()
-    }
-
-    fn yaml_value<'a>(def: &'a str, key: &str) -> &'a str {
-        def.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
-            .unwrap_or_else(|| panic!("{key} missing from:\n{def}"))
-    }
 
     #[test]
-    fn definition_patterns_match_the_keys_this_tool_writes() {
-        let policy = Policy::default();
-        for (db, format) in [
-            ("app", DumpFormat::Plain),
-            ("my db/100%", DumpFormat::Custom),
-            ("it's", DumpFormat::Plain),
-        ] {
-            let def = backmon_definition(&Backmon {
-                bucket: "b-1",
-                prefix: "prod/x/",
-                database: db,
-                format,
-                schedule: "0 3 * * *",
-                max_age: "26h",
-                retention: &policy,
-            });
-            let key = BackupId::new(
-                db,
-                Utc.with_ymd_and_hms(2026, 11, 23, 3, 4, 5).unwrap(),
-                format,
-            )
-            .key("prod/x/");
-            let (dir, file) = key.rsplit_once('/').unwrap();
-            let lines: Vec<&str> = def.lines().filter(|l| !l.starts_with('#')).collect();
-            let unquote = |l: &str| {
-                let l = l.trim().trim_end_matches(':');
-                l[1..l.len() - 1].replace("''", "'")
-            };
-            assert_eq!(lines[0], "directories:");
-            assert!(backmon_matches(&unquote(lines[1]), dir), "{dir}\n{def}");
-            assert!(backmon_matches(&unquote(lines[8]), file), "{file}\n{def}");
-            let other = if format == DumpFormat::Plain {
-                ".dump.gz"
-            } else {
-                ".sql.gz"
-            };
-            let wrong = file.replace(format.extension(), other);
-            assert!(!backmon_matches(&unquote(lines[8]), &wrong), "{wrong}");
-            assert!(!backmon_matches(
-                &unquote(lines[8]),
-                &file.replace("2026", "26")
-            ));
-        }
-    }
-
-    #[test]
-    fn definition_carries_schedule_and_expressible_retention() {
-        let policy = Policy {
-            keep_last: Some(7),
-            keep_daily: Some(14),
-            keep_within: Some("1y6m2d".parse().unwrap()),
-            ..Policy::default()
-        };
-        let def = backmon_definition(&Backmon {
-            bucket: "b-1",
-            prefix: "",
-            database: "app",
-            format: DumpFormat::Plain,
-            schedule: "30 1 * * 1",
-            max_age: "8d",
-            retention: &policy,
-        });
-        assert_eq!(yaml_value(&def, "schedule"), "'30 1 * * 1'");
-        assert_eq!(yaml_value(&def, "retention-count"), "7");
-        assert_eq!(yaml_value(&def, "retention-age"), "'1Y6M2d'");
-        assert!(def.contains("--max-age 8d"), "{def}");
-        assert!(def.contains("cannot express (not encoded below): --keep-daily 14"));
-        assert_eq!(yaml_value(&def, "purge"), "false");
-        let bare = backmon_definition(&Backmon {
-            retention: &Policy::default(),
-            bucket: "b-1",
-            prefix: "",
-            database: "app",
-            format: DumpFormat::Plain,
-            schedule: "0 3 * * *",
-            max_age: "26h",
-        });
-        assert!(!bare.contains("retention-"), "{bare}");
-    }
-
-    #[test]
-    fn ages_and_flags() {
+    fn ages_read_as_people_read_them() {
         for (secs, want) in [
             (5, "5s"),
             (125, "2m"),
@@ -400,14 +114,6 @@ mod tests {
             (75 * 3600, "3d 3h"),
         ] {
             assert_eq!(human_age(secs), want);
-        }
-        assert_eq!(parse_max_age("26h").unwrap().as_secs(), 26 * 3600);
-        for bad in ["", "0s", "26", "soon", "-1h"] {
-            assert!(parse_max_age(bad).is_err(), "{bad}");
-        }
-        assert_eq!(check_schedule(" 0  3 * * * ").unwrap(), "0 3 * * *");
-        for bad in ["", "0 3 * *", "daily", "0 3 * * * ; rm"] {
-            assert!(check_schedule(bad).is_err(), "{bad}");
         }
     }
 }

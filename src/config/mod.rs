@@ -2,6 +2,7 @@
 //! every check that can fail before the first network call or child process lives in this file.
 
 mod auth;
+mod commands;
 
 use crate::cli::{BackupArgs, ChecksumArg, RetentionArgs, S3Args};
 use crate::compress::GzipOptions;
@@ -12,6 +13,9 @@ use crate::retention::{Policy, Span};
 use crate::source::conninfo::ConnInfo;
 use anyhow::Result;
 pub use auth::{AuthConfig, RoleArn, Source, TokenSource, MAX_DURATION_SECONDS};
+pub use commands::{
+    BackmonConfig, CheckConfig, Destination, PruneConfig, RestoreConfig, VerifyConfig, Which,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,9 +2,9 @@
 //! status, and a concurrently drained stderr whose tail explains a failure. It does not
 //! compress or upload; the caller reads stdout.
 
-use crate::child::{self, Stderr};
 use crate::layout::DumpFormat;
 use crate::source::conninfo::ConnInfo;
+use crate::source::process::{BlockingStdout, Process};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -164,17 +164,15 @@ async fn probe(path: &Path, tool: &str, flag: &str) -> Result<PgDump> {
     })
 }
 
-/// A running pg_dump. Dropping it kills the child.
-pub struct Running {
-    child: tokio::process::Child,
-    stdout: Option<std::fs::File>,
-    stderr: Stderr,
-    path: PathBuf,
-}
-
 impl PgDump {
     /// Starts pg_dump with stdout piped; its stderr is forwarded line by line and its tail kept.
-    pub fn spawn(&self, conn: &ConnInfo, format: DumpFormat, extra: &[String]) -> Result<Running> {
+    /// The stream's end is pg_dump's verdict (see `process`). Dropping the process kills it.
+    pub fn spawn(
+        &self,
+        conn: &ConnInfo,
+        format: DumpFormat,
+        extra: &[String],
+    ) -> Result<(Process, BlockingStdout)> {
         let mut cmd = tokio::process::Command::new(&self.path);
         // Always UTF-8, whatever the database's encoding, PGCLIENTENCODING or the connection
         // string say: a restore reads and sends UTF-8 (see `target`).
@@ -191,63 +189,17 @@ impl PgDump {
             Some(p) => cmd.env("PGPASSWORD", p),
             None => cmd.env_remove("PGPASSWORD"),
         };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start pg_dump `{}`", self.path.display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("pg_dump stdout")?
-            .into_owned_fd()?;
-        grow_pipe(&stdout);
-        let stderr = Stderr::drain(child.stderr.take().context("pg_dump stderr")?, true);
-        Ok(Running {
-            child,
-            stdout: Some(stdout.into()),
-            stderr,
-            path: self.path.clone(),
-        })
-    }
-}
-
-/// pg_dump writes in small chunks; with Linux's default 64 KiB pipe, a profile showed ~10% of a
-/// backup's CPU in pipe wake-ups. 1 MiB (the default pipe-max-size) lets both sides batch.
-fn grow_pipe(fd: &std::os::fd::OwnedFd) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the default size.
-    unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
-    }
-}
-
-impl Running {
-    /// The dump stream, as a blocking reader for the compressor thread.
-    pub fn take_stdout(&mut self) -> std::fs::File {
-        self.stdout.take().expect("stdout taken once")
-    }
-
-    /// Stops pg_dump (SIGKILL) when the rest of the pipeline has already failed.
-    pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
-    }
-
-    /// Waits for pg_dump to exit; anything but exit status 0 is an error carrying stderr's tail.
-    pub async fn wait(mut self) -> Result<()> {
-        let status = self.child.wait().await.context("waiting for pg_dump")?;
-        // stderr reaches EOF once the child has exited; then the tail is complete.
-        let detail = self.stderr.finish().await;
-        if status.success() {
-            return Ok(());
-        }
-        bail!(
-            "pg_dump `{}` {}: {detail}",
-            self.path.display(),
-            child::describe_status(status)
-        )
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let (process, pipes) = Process::spawn(
+            cmd,
+            format!("pg_dump `{}`", self.path.display()),
+            "the upload was aborted and nothing was stored: fix what pg_dump reported and run the backup again",
+        )?;
+        let stdout = pipes.stdout.context("pg_dump stdout")?;
+        // pg_dump writes in small chunks; with Linux's default 64 KiB pipe, a profile showed
+        // ~10% of a backup's CPU in pipe wake-ups. 1 MiB (the default pipe-max-size) lets both
+        // sides batch.
+        Ok((process, stdout.blocking(Some(1 << 20))?))
     }
 }
 

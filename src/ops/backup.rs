@@ -1,0 +1,151 @@
+//! The backup once its key is claimed: plan the parts, run the stream (`ops::pipeline`) with the
+//! lock's heartbeat and the progress line going, then complete the upload only if the stream
+//! ended whole and no signal came; on anything else abort it. The lock is released either way.
+//! It does not verify, prune or print the outcome.
+
+use crate::config::BackupConfig;
+use crate::error::Interrupted;
+use crate::ops::claim::{self, Claim};
+use crate::ops::pipeline::{self, Ready};
+use crate::output;
+use crate::progress::{Counters, Reporter};
+use crate::signals;
+use crate::source::pg_dump::PgDump;
+use crate::source::preflight::ServerInfo;
+use crate::upload::{ObjectSpec, PartSizer, Uploader};
+use anyhow::Result;
+use indicatif::HumanBytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A complete backup object.
+pub struct Stored {
+    pub uri: String,
+    pub sha256: String,
+    /// False when sha256/raw-size could not be attached as object metadata (a warning said so).
+    pub metadata_complete: bool,
+    pub counters: Arc<Counters>,
+    /// The plan's part size.
+    pub part_size: u64,
+}
+
+/// Streams the dump into `claim.key` and completes it, or aborts the upload and says so.
+pub async fn store(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    server: &ServerInfo,
+    dump: &PgDump,
+    claim: &Claim,
+) -> Result<Stored> {
+    let counters = Arc::new(Counters::default());
+    let spec = ObjectSpec {
+        bucket: cfg.s3.bucket.clone(),
+        key: claim.key.clone(),
+        metadata: base_metadata(cfg, server, dump),
+        storage_class: cfg.object.storage_class.clone(),
+        sse: cfg.object.sse.clone(),
+        sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
+    };
+    let on_disk = server.size_bytes.max(0) as u64;
+    let sizer = PartSizer::plan(cfg.upload.part_size, cfg.upload.max_parts, on_disk);
+    let mut uploader = Uploader::new(
+        client.clone(),
+        spec,
+        sizer,
+        cfg.upload.concurrency,
+        counters.clone(),
+    );
+    output::note(format_args!(
+        "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}, in parts of {}MiB (equal up to {} parts, {})",
+        server.database,
+        HumanBytes(on_disk),
+        server.version_text,
+        dump.version_text,
+        uploader.uri(),
+        sizer.part_size() >> 20,
+        sizer.planned_parts(),
+        HumanBytes(sizer.planned_capacity()),
+    ));
+    output::group("Dump, compress, upload");
+    let heartbeat = claim::heartbeat(client, &cfg.s3.bucket, &cfg.object, claim);
+    let reporter = Reporter::start(counters.clone());
+    let ready = tokio::select! {
+        r = pipeline::run(cfg, dump, &mut uploader, counters.clone()) => r,
+        sig = signals::stopped() => Err(anyhow::Error::new(Interrupted(sig))),
+    };
+    let result = commit(&mut uploader, ready).await;
+    drop(reporter);
+    if let Some(h) = heartbeat {
+        h.abort();
+        let _ = h.await;
+    }
+    if result.is_err() {
+        if let Err(abort_err) = uploader.abort().await {
+            output::warn(format_args!("{abort_err:#}"));
+        }
+    }
+    claim::release(client, &cfg.s3.bucket, claim).await;
+    let (sha256, metadata_complete) = result?;
+    Ok(Stored {
+        uri: uploader.uri(),
+        sha256,
+        metadata_complete,
+        counters,
+        part_size: sizer.part_size(),
+    })
+}
+
+/// Completes the upload of a whole stream. A signal that came while the last part was answered
+/// still stops the backup. Once the commit is sent it is not dropped: a dropped
+/// CompleteMultipartUpload may have taken effect, and "nothing was stored" would then be a lie.
+async fn commit(uploader: &mut Uploader, ready: Result<Ready>) -> Result<(String, bool)> {
+    let ready = ready.and_then(|r| match signals::stop_requested() {
+        Some(sig) => Err(anyhow::Error::new(Interrupted(sig))),
+        None => Ok(r),
+    });
+    match ready {
+        Ok(Ready {
+            staged,
+            extra,
+            sha256,
+        }) => {
+            let _pending = signals::pending(
+                format!(
+                    "the backup's final request for {} was sent and not answered: the backup may be complete; check with `pg-s3-backup list` and `verify` before relying on it or deleting it",
+                    uploader.uri()
+                ),
+                Vec::new(),
+            );
+            let attached = uploader.commit(staged, extra).await?;
+            Ok((sha256, attached))
+        }
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            Err(e.context("the upload was aborted and nothing was stored"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Metadata known before the upload starts. S3 metadata is ASCII only, so values are
+/// percent-encoded where needed.
+fn base_metadata(
+    cfg: &BackupConfig,
+    server: &ServerInfo,
+    dump: &PgDump,
+) -> HashMap<String, String> {
+    let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
+    HashMap::from([
+        ("format".into(), cfg.format.name().into()),
+        ("database".into(), ascii(&server.database)),
+        ("server-version".into(), ascii(&server.version_text)),
+        ("pg-dump-version".into(), ascii(&dump.version_text)),
+        (
+            "tool-version".into(),
+            format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("compression".into(), format!("gzip-{}", cfg.gzip.level)),
+    ])
+}
+
+/// Bytes outside printable ASCII (and `%`) are percent-encoded in metadata values.
+const ASCII_META: percent_encoding::AsciiSet = percent_encoding::CONTROLS.add(b'%');

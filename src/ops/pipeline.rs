@@ -1,0 +1,158 @@
+//! The backup's stream: pg_dump's stdout -> counting and the completeness watch -> parallel gzip
+//! (its own thread) -> sha256 -> the uploader's parts. It stops at the commit: the caller
+//! completes the upload, or aborts it on any error or signal.
+
+use crate::compress::{self, GzipOptions};
+use crate::config::BackupConfig;
+use crate::progress::Counters;
+use crate::source::complete::Watch;
+use crate::source::pg_dump::PgDump;
+use crate::source::process::BlockingStdout;
+use crate::upload::{Staged, Uploader};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Compressed chunks buffered between the compressor and the uploader. Each is one gzip block
+/// (up to ~512 KiB for incompressible data), so a few keep both sides busy without adding memory.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// Runs the stream up to the commit: pg_dump exited 0, the dump is complete and every part is
+/// uploaded. The caller commits, or aborts the upload on any error or signal.
+pub async fn run(
+    cfg: &BackupConfig,
+    dump: &PgDump,
+    uploader: &mut Uploader,
+    counters: Arc<Counters>,
+) -> Result<Ready> {
+    let (mut child, stdout) = dump.spawn(&cfg.conn, cfg.format, &cfg.pg_dump_args)?;
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let compressed = spawn_compressor(stdout, tx, cfg.gzip.clone(), counters.clone())?;
+    let staged = uploader.stage(rx).await;
+    if staged.is_err() {
+        // Stop pg_dump now: it may be blocked on a lock and never notice the closed pipe.
+        child.kill();
+    }
+    let compressed = compressed.await.context("the compressor thread died")?;
+    let dumped = child.wait().await;
+    // A block that failed the compressor's self-check is the cause, whatever followed (pg_dump
+    // then dies of SIGPIPE on the closed pipe). Otherwise the first failure in stream order is
+    // the cause; the later ones are its echoes.
+    let compressed = match compressed {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(compress::is_self_check_failure) =>
+        {
+            return Err(e.context("the upload was aborted and nothing was stored"))
+        }
+        other => other,
+    };
+    let staged = staged?;
+    dumped?;
+    let (stats, sha256, watch) = compressed.context("compressing the dump failed")?;
+    // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
+    watch.verdict(cfg.format).map_err(|why| {
+        anyhow::anyhow!(
+            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; the upload was aborted and nothing was pruned",
+            watch.total(),
+            cfg.format.name()
+        )
+    })?;
+    debug_assert_eq!(stats.raw_bytes, counters.raw());
+    let extra = HashMap::from([
+        ("sha256".to_string(), sha256.clone()),
+        ("raw-size".to_string(), stats.raw_bytes.to_string()),
+    ]);
+    Ok(Ready {
+        staged,
+        extra,
+        sha256,
+    })
+}
+
+/// A complete dump, every part uploaded: what `Uploader::commit` needs to make it the object.
+pub struct Ready {
+    pub staged: Staged,
+    pub extra: HashMap<String, String>,
+    pub sha256: String,
+}
+
+type CompressResult = Result<(compress::GzipStats, String, Watch)>;
+
+/// Runs the (blocking, multi-threaded) compressor on its own thread, reading pg_dump's stdout and
+/// sending gzip chunks to the uploader. Hashing and counting happen here, off the async runtime.
+fn spawn_compressor(
+    stdout: BlockingStdout,
+    tx: mpsc::Sender<Bytes>,
+    gzip: GzipOptions,
+    counters: Arc<Counters>,
+) -> Result<oneshot::Receiver<CompressResult>> {
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("gzip".into())
+        .spawn(move || {
+            let mut reader = CountingReader {
+                inner: stdout,
+                counters: counters.clone(),
+                watch: Watch::default(),
+            };
+            let mut sink = ChannelSink {
+                tx,
+                hasher: Sha256::new(),
+                counters,
+            };
+            let result = compress::compress(&mut reader, &mut sink, &gzip)
+                .map(|stats| {
+                    let sha256 = hex::encode(sink.hasher.finalize_reset());
+                    (stats, sha256, std::mem::take(&mut reader.watch))
+                })
+                .map_err(anyhow::Error::from);
+            let _ = done_tx.send(result);
+        })
+        .context("cannot start the compressor thread")?;
+    Ok(done_rx)
+}
+
+/// pg_dump's stdout, counted, and watched for a complete dump's first and last bytes.
+struct CountingReader {
+    inner: BlockingStdout,
+    counters: Arc<Counters>,
+    watch: Watch,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters.add_raw(n as u64);
+        self.watch.see(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Hands compressed bytes to the uploader, hashing them on the way (sha256 of the stored bytes).
+struct ChannelSink {
+    tx: mpsc::Sender<Bytes>,
+    hasher: Sha256,
+    counters: Arc<Counters>,
+}
+
+impl Write for ChannelSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.counters.add_compressed(buf.len() as u64);
+        self.tx
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
