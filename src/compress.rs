@@ -90,16 +90,9 @@ impl Default for GzipOptions {
 
 /// The error inside the `io::Error` of a block that failed its self-check: the compressor's own
 /// fault, never an echo of its input's (see [`is_self_check_failure`]).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct SelfCheckFailed(pub String);
-
-impl std::fmt::Display for SelfCheckFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SelfCheckFailed {}
 
 /// Whether `err` (from [`compress`]) is a block that failed its self-check.
 pub fn is_self_check_failure(err: &io::Error) -> bool {

@@ -314,7 +314,7 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
                         opened.key
                     )
                 } else {
-                    anyhow::anyhow!("the gzip stream of {} is damaged: {e}", opened.key)
+                    anyhow::anyhow!("the gzip stream of {} is damaged: {e}: restore an older backup (see `pg-s3-backup list`)", opened.key)
                 }
             })?;
             if n == 0 {
@@ -335,18 +335,18 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
         // Bytes after the gzip member would be ignored by the decoder; a backup has none.
         // Some may already sit in the decoder's read buffer.
         if !decoder.get_ref().buffer().is_empty() {
-            bail!("{} has data after the end of its gzip stream", opened.key);
+            bail!("{} has data after the end of its gzip stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)", opened.key);
         }
     }
     let mut rest = [0u8; 1];
     if hashing.read(&mut rest).await? != 0 {
-        bail!("{} has data after the end of its gzip stream", opened.key);
+        bail!("{} has data after the end of its gzip stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)", opened.key);
     }
     let sha256 = hex::encode(hashing.hasher.finalize());
     match &opened.expected_sha256 {
         Some(expected) if *expected != sha256 => {
             bail!(
-                "sha256 of {} is {sha256} but its metadata says {expected}: the object is damaged",
+                "sha256 of {} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)",
                 opened.key
             )
         }

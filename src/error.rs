@@ -1,19 +1,12 @@
-//! Error kinds that decide the process exit code; messages themselves are built where the
-//! error is found (what was wrong, the value, the fix) and carried as `anyhow` context.
-
-use std::fmt;
+//! Error kinds that decide the process exit code, and the error-chain helpers. Messages are
+//! built where the error is found (what was wrong, the value, the fix). Errors a caller matches
+//! on are `thiserror` types in their modules (`store::Denied`, `process::Failed`,
+//! `compress::SelfCheckFailed`, `sql_script::Refused`); the rest travel as `anyhow` context.
 
 /// A usage or configuration error: exit code 2, and nothing has been changed anywhere.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 /// Shorthand for returning a [`UsageError`] from a function that returns `anyhow::Result`.
 macro_rules! usage {
@@ -24,21 +17,17 @@ macro_rules! usage {
 pub(crate) use usage;
 
 /// The run was stopped by a signal; exit code is 128 + signal number (130 for SIGINT, 143 for SIGTERM).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("interrupted by {}", signal_name(*.0))]
 pub struct Interrupted(pub i32);
 
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            _ => "a signal",
-        };
-        write!(f, "interrupted by {name}")
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
     }
 }
-
-impl std::error::Error for Interrupted {}
 
 /// Maps an error chain to the process exit code: 2 usage, 128+n signal, 1 anything else.
 pub fn exit_code(err: &anyhow::Error) -> i32 {

@@ -275,7 +275,7 @@ fn newest_first(backups: &[Backup]) -> Result<Vec<&Backup>> {
 fn refuse_total_loss(decisions: &[Decision]) -> Result<()> {
     if !decisions.is_empty() && decisions.iter().all(|d| !d.keep) {
         bail!(
-            "the retention plan would delete all {} backups: refusing, this is a bug",
+            "the retention plan would delete all {} backups: refusing, this is a bug: nothing was deleted; please report it",
             decisions.len()
         );
     }

@@ -21,7 +21,6 @@
 //! It neither connects nor executes; `target` does.
 
 use crate::source::complete::{self, Watch};
-use std::fmt;
 
 /// The longest line, token or dollar-quote tag looked ahead at.
 const MAX_LOOKAHEAD: usize = 1 << 20;
@@ -31,19 +30,12 @@ const MAX_STATEMENT: usize = 1 << 30;
 const COPY_CHUNK: usize = 256 * 1024;
 
 /// Why a dump was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} of the dump {why}")]
 pub struct Refused {
     pub line: u64,
     pub why: String,
 }
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {} of the dump {}", self.line, self.why)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 /// What the dump asks of the database, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

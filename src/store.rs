@@ -8,29 +8,17 @@ use anyhow::Result;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
-use std::fmt;
 
 /// DeleteObjects takes at most 1,000 keys per request.
 const DELETE_BATCH: usize = 1000;
 
 /// The credentials may not perform `action`: backup warns and goes on, prune fails.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{action} is denied on {resource}: grant it to the backup's credentials (see `pg-s3-backup policy`)")]
 pub struct Denied {
     pub action: &'static str,
     pub resource: String,
 }
-
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} is denied on {}: grant it to the backup's credentials (see the README's permissions)",
-            self.action, self.resource
-        )
-    }
-}
-
-impl std::error::Error for Denied {}
 
 use crate::s3::{is_denied, is_not_implemented};
 

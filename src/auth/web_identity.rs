@@ -19,16 +19,9 @@ const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A credentials failure whose message is complete as it is: what failed, the values that
 /// matter (never a secret) and the fix. `s3::describe` shows it without adding a hint.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct AuthError(pub String);
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 #[derive(Debug)]
 pub struct WebIdentityProvider {

@@ -65,7 +65,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     let age = human_age(age_seconds as u64);
     if age_seconds as u64 > cfg.max_age.as_secs() {
         bail!(
-            "newest backup of `{db}` is {age} old ({uri}), older than --max-age {}",
+            "newest backup of `{db}` is {age} old ({uri}), older than --max-age {}: check that the backup job runs and succeeds",
             cfg.max_age_text
         );
     }

@@ -7,19 +7,10 @@
 //! block: decode each Huffman symbol (without producing output) until the end-of-block code.
 //! On pg_dump output that costs ~6% of the CPU of compressing it with libdeflate at level 6.
 
-use std::fmt;
-
 /// Why a stream could not be walked. Only a bug in the compressor that made it would cause one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed deflate stream: {0}")]
 pub struct Malformed(&'static str);
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed deflate stream: {}", self.0)
-    }
-}
-
-impl std::error::Error for Malformed {}
 
 type Result<T> = std::result::Result<T, Malformed>;
 

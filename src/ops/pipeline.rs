@@ -57,7 +57,7 @@ pub async fn run(
     // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
     watch.verdict(cfg.format).map_err(|why| {
         anyhow::anyhow!(
-            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; the upload was aborted and nothing was pruned",
+            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; the upload was aborted and nothing was pruned: check --pg-dump-path and the pg_dump arguments",
             watch.total(),
             cfg.format.name()
         )

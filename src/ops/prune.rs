@@ -127,13 +127,13 @@ pub async fn prune(
         match listed.iter().find(|l| l.key == e.key) {
             Some(l) if l.size == e.size => {}
             Some(l) => bail!(
-                "the new backup {} is listed with {} bytes but {} were sent: nothing was pruned",
+                "the new backup {} is listed with {} bytes but {} were sent: nothing was pruned; check it with `pg-s3-backup verify --key KEY`",
                 e.key,
                 l.size,
                 e.size
             ),
             None => bail!(
-                "the new backup {} is not in the bucket listing: nothing was pruned",
+                "the new backup {} is not in the bucket listing: nothing was pruned; the store's listing may lag behind its writes, so run prune later",
                 e.key
             ),
         }
