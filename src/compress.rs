@@ -807,10 +807,20 @@ mod tests {
     }
 
     #[test]
-    fn default_options() {
+    fn default_options_are_gzips_level_one_thread_per_cpu_and_work() {
         let d = GzipOptions::default();
-        assert_eq!((d.level, d.block_size), (6, DEFAULT_BLOCK_SIZE));
-        assert!(d.threads >= 1);
+        assert_eq!((d.level, d.block_size), (6, 512 * 1024));
+        assert!(
+            d.self_check,
+            "the self-check is on unless a benchmark turns it off"
+        );
+        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(d.threads, cpus);
+        // And they make a valid stream of several blocks.
+        let data = text_bytes(3 * d.block_size + 17);
+        let (gz, stats) = gzip(&data, &d);
+        assert_eq!(stats.raw_bytes, data.len() as u64);
+        assert_eq!(flate2_decode(&gz), data);
     }
 
     /// Runs `f` on a thread and fails the test if it takes over a minute:

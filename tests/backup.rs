@@ -1,6 +1,9 @@
 //! `backup` end to end: real PostgreSQL, real pg_dump and psql, on both S3 servers.
 
-use crate::support::{gunzip, script, unique, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES};
+use crate::support::proxy::{Op, Proxy};
+use crate::support::{
+    gunzip, script, unique, Backup, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES,
+};
 use sha2::{Digest, Sha256};
 
 const AWKWARD: &str = include_str!("fixtures/awkward.sql");
@@ -143,22 +146,52 @@ async fn custom_format_round_trip_on_both_stores() {
 /// The SDK's default on AWS: CRC32 checksums on every part and on completion.
 #[tokio::test]
 async fn sdk_checksums_work_on_both_stores() {
+    // A request carries a flexible checksum as a header, or as a trailer it announces.
+    let checksummed = |headers: &[(String, String)]| {
+        headers.iter().any(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            name.starts_with("x-amz-checksum-")
+                || name == "x-amz-sdk-checksum-algorithm"
+                || (name == "x-amz-trailer" && value.contains("x-amz-checksum-"))
+        })
+    };
     for store in STORES {
+        let extra = ["--compression-level", "1", "--threads", "1"];
         round_trip(
             store,
             6,
             "plain",
             true,
-            &[
-                "--checksum",
-                "when-supported",
-                "--compression-level",
-                "1",
-                "--threads",
-                "1",
-            ],
+            &[&["--checksum", "when-supported"], &extra[..]].concat(),
         )
         .await;
+        // The same upload seen on the wire: checksums with `when-supported`, none with the
+        // default on a custom endpoint (`auto`, which some stores need).
+        let db = awkward_db(6);
+        for (choice, want) in [("when-supported", true), ("auto", false)] {
+            let bucket = store.bucket("cksum").await;
+            let proxy = Proxy::start(&store.endpoint());
+            Backup::new(store, &bucket, &Pg::url(&db))
+                .via(&proxy.url())
+                .args(&["--part-size", "5MiB", "--checksum", choice])
+                .args(&extra)
+                .run()
+                .run()
+                .ok();
+            let parts = proxy.request_headers(Op::UploadPart);
+            assert!(
+                parts.len() >= 2,
+                "{store:?} {choice}: {} parts",
+                parts.len()
+            );
+            for headers in &parts {
+                assert_eq!(
+                    checksummed(headers),
+                    want,
+                    "{store:?} --checksum {choice}: UploadPart headers {headers:?}"
+                );
+            }
+        }
     }
 }
 
@@ -337,15 +370,7 @@ async fn an_existing_backup_in_the_same_second_is_never_overwritten() {
                 pg_s3_backup::layout::DumpFormat::Plain,
             );
             let key = id.key("pg/");
-            store
-                .client()
-                .put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .body(b"earlier backup".to_vec().into())
-                .send()
-                .await
-                .unwrap();
+            store.put(&bucket, &key, b"earlier backup").await;
             taken.push(key);
         }
         let json = Run::backup(store, &bucket, &Pg::url(&db), &[]).run().ok();
@@ -502,15 +527,7 @@ kill -9 $$"#,
                 pg_s3_backup::layout::DumpFormat::Plain,
             )
             .key("pg/");
-            store
-                .client()
-                .put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .body(b"old".to_vec().into())
-                .send()
-                .await
-                .unwrap();
+            store.put(&bucket, &key, b"old").await;
             older.push(key);
         }
         older.sort();

@@ -10,15 +10,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 async fn put(store: Store, bucket: &str, key: &str) {
-    store
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(b"12345".to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    store.put(&bucket, &key, b"12345").await;
 }
 
 fn check(store: Store, bucket: &str, database: &str, extra: &[&str]) -> Done {

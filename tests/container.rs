@@ -174,15 +174,7 @@ async fn seed_old(store: Store, bucket: &str, db: &str, prefix: &str) -> Vec<Str
     for days in [30, 20, 10] {
         let time = Utc::now() - chrono::Duration::days(days);
         let key = BackupId::new(db, time, DumpFormat::Plain).key(prefix);
-        store
-            .client()
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .body(b"x".to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        store.put(&bucket, &key, b"x").await;
         keys.push(key);
     }
     keys
@@ -280,15 +272,7 @@ async fn the_image_backs_up_as_the_runner_runs_it_on_both_stores() {
         let bucket = store.bucket("image").await;
         let prefix = "nightly/";
         let old = seed_old(store, &bucket, &db, prefix).await;
-        store
-            .client()
-            .put_object()
-            .bucket(&bucket)
-            .key("nightly/notes.txt")
-            .body(b"keep me".to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        store.put(&bucket, &"nightly/notes.txt", b"keep me").await;
         let (ak, sk) = store.keys();
         let endpoint = store.endpoint();
         let job = Job::new();

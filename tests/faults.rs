@@ -6,7 +6,7 @@
 use crate::support::github::FakeGitHub;
 use crate::support::proxy::{Fault, Op, Proxy};
 use crate::support::{
-    gunzip, script, unique, Done, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES,
+    gunzip, script, unique, Backup, Done, Pg, Run, Store, DUMP_HEADER, DUMP_TRAILER, STORES,
 };
 use pg_s3_backup::layout::BackupId;
 use sha2::{Digest, Sha256};
@@ -53,32 +53,18 @@ fn database() -> &'static String {
     })
 }
 
-/// A backup of the fixed input to `bucket` under `prefix` through `endpoint` (a proxy, or
-/// anything else), without credentials.
-fn backup_under(prefix: &str, bucket: &str, endpoint: &str, extra: &[&str]) -> Run {
+/// A backup of the fixed input (12 MiB from the stand-in pg_dump, in 5 MiB parts) to `bucket`
+/// on `store` through `endpoint` (a proxy, or anything else).
+fn fixed_input(store: Store, bucket: &str, endpoint: &str) -> Backup {
     let fake = fake_pg_dump();
-    let db_url = Pg::url(database());
-    let mut args = vec![
-        "backup",
-        "--database-url",
-        &db_url,
-        "--bucket",
-        bucket,
-        "--prefix",
-        prefix,
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        endpoint,
-        "--force-path-style",
-        "--json",
-        "--part-size",
-        "5MiB",
-        "--pg-dump-path",
-        fake.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Run::new(&args)
+    Backup::new(store, bucket, &Pg::url(database()))
+        .via(endpoint)
+        .args(&[
+            "--part-size",
+            "5MiB",
+            "--pg-dump-path",
+            fake.to_str().unwrap(),
+        ])
 }
 
 /// A backup of the fixed input under `pg/` with `store`'s credentials.
@@ -89,14 +75,10 @@ fn backup(store: Store, bucket: &str, endpoint: &str) -> Run {
 /// With a session token too (both stores ignore it), so that every fault scenario runs with
 /// a known token that the secret sweep then looks for in all output.
 fn backup_with(store: Store, bucket: &str, endpoint: &str, extra: &[&str]) -> Run {
-    let (ak, sk) = store.keys();
-    backup_under("pg/", bucket, endpoint, extra)
-        .env("AWS_ACCESS_KEY_ID", &ak)
-        .env("AWS_SECRET_ACCESS_KEY", &sk)
-        .env(
-            "AWS_SESSION_TOKEN",
-            "faults-session-token-FwoGZXIvYXdzEXAMPLE",
-        )
+    fixed_input(store, bucket, endpoint).args(extra).run().env(
+        "AWS_SESSION_TOKEN",
+        "faults-session-token-FwoGZXIvYXdzEXAMPLE",
+    )
 }
 
 /// Runs `scenario` on moto and on s3s-fs at the same time.
@@ -302,13 +284,12 @@ async fn expired_role_credentials_are_refreshed_and_the_part_retried() {
     let fake = FakeGitHub::start("sts.amazonaws.com", 0);
     let proxy = Proxy::start(&store.endpoint());
     proxy.fail(Op::UploadPart, 2, Fault::ExpiredToken(403));
-    let mut r = backup_under(
-        "allowed/",
-        &bucket,
-        &proxy.url(),
-        &["--role-to-assume", &role],
-    )
-    .env("AWS_ENDPOINT_URL_STS", &proxy.url());
+    let mut r = fixed_input(store, &bucket, &proxy.url())
+        .prefix("allowed/")
+        .without_keys()
+        .args(&["--role-to-assume", &role])
+        .run()
+        .env("AWS_ENDPOINT_URL_STS", &proxy.url());
     for (k, v) in fake.job_env() {
         r = r.env(k, &v);
     }
@@ -593,15 +574,7 @@ async fn seed_backups(store: Store, bucket: &str, db: &str, n: i64) -> Vec<Strin
         let key =
             pg_s3_backup::layout::BackupId::new(db, time, pg_s3_backup::layout::DumpFormat::Plain)
                 .key("pg/");
-        store
-            .client()
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .body(b"x".to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        store.put(&bucket, &key, b"x").await;
         keys.push(key);
     }
     keys
@@ -669,15 +642,7 @@ async fn prune_removes_stale_lock_objects_only() {
         let put = |key: String| {
             let bucket = bucket.clone();
             async move {
-                store
-                    .client()
-                    .put_object()
-                    .bucket(&bucket)
-                    .key(key)
-                    .body(b"{}".to_vec().into())
-                    .send()
-                    .await
-                    .unwrap();
+                store.put(&bucket, &key, b"{}").await;
             }
         };
         for key in [&stale, &fresh, &foreign] {
@@ -797,15 +762,7 @@ async fn a_key_taken_during_the_upload_is_never_overwritten() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let key = key.expect("the backup's lock");
-        store
-            .client()
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .body(b"the rival's backup".to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        store.put(&bucket, &key, b"the rival's backup").await;
         let out = Done::from(child.wait_with_output().unwrap());
         let (body, _, _) = store.get(&bucket, &key).await;
         out.fails(
@@ -873,15 +830,7 @@ async fn occupy_seconds_after(
         if store.keys_in(bucket).await.contains(&key) {
             continue;
         }
-        store
-            .client()
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .body(b"occupied".to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        store.put(&bucket, &key, b"occupied").await;
     }
 }
 

@@ -3,7 +3,9 @@
 //! it). Backup, retention and restore all run through the strict proxy, on both S3 servers.
 
 use crate::support::proxy::Proxy;
-use crate::support::{s3_command, script, unique, Pg, Store, DUMP_HEADER, DUMP_TRAILER, STORES};
+use crate::support::{
+    s3_command, script, unique, Backup, Pg, Store, DUMP_HEADER, DUMP_TRAILER, STORES,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -31,18 +33,12 @@ async fn equal_parts_pass_r2s_rule_for_backup_retention_and_restore() {
         let bucket = store.bucket("r2").await;
         let proxy = Proxy::like_r2(&store.endpoint());
         let backup = |extra: &[&str]| {
-            let mut args = vec![
-                "backup",
-                "--database-url",
-                &url,
-                "--part-size",
-                "5MiB",
-                "--max-parts",
-                "40",
-                "--json",
-            ];
-            args.extend_from_slice(extra);
-            s3_command(store, &proxy.url(), args[0], &bucket, &args[1..]).run()
+            Backup::new(store, &bucket, &url)
+                .via(&proxy.url())
+                .args(&["--part-size", "5MiB", "--max-parts", "40"])
+                .args(extra)
+                .run()
+                .run()
         };
         let first = backup(&[]).ok();
         let out = backup(&["--keep-last", "1"]);
@@ -115,26 +111,19 @@ async fn a_dump_larger_than_planned_grows_with_a_warning() {
     for store in STORES {
         let bucket = store.bucket("outgrow").await;
         let run = |proxy: &Proxy| {
-            s3_command(
-                store,
-                &proxy.url(),
-                "backup",
-                &bucket,
-                &[
-                    "--database-url",
-                    &url,
+            Backup::new(store, &bucket, &url)
+                .via(&proxy.url())
+                .args(&[
                     "--part-size",
                     "5MiB",
                     "--max-parts",
                     "5",
                     "--compression-level",
                     "1",
-                    "--pg-dump-path",
-                    fake.to_str().unwrap(),
-                    "--json",
-                ],
-            )
-            .run()
+                ])
+                .args(&["--pg-dump-path", fake.to_str().unwrap()])
+                .run()
+                .run()
         };
         let scaleway = Proxy::with_max_parts(&store.endpoint(), 5);
         let out = run(&scaleway);
@@ -194,25 +183,19 @@ async fn a_dump_past_every_allowed_part_fails_naming_the_fix() {
     let store = Store::Moto;
     let bucket = store.bucket("toolarge").await;
     let cap = Proxy::with_max_parts(&store.endpoint(), 5);
-    let out = s3_command(
-        store,
-        &cap.url(),
-        "backup",
-        &bucket,
-        &[
-            "--database-url",
-            &Pg::url(&db),
+    let out = Backup::new(store, &bucket, &Pg::url(&db))
+        .via(&cap.url())
+        .args(&[
             "--part-size",
             "5MiB",
             "--max-parts",
             "5",
             "--compression-level",
             "1",
-            "--pg-dump-path",
-            fake.to_str().unwrap(),
-        ],
-    )
-    .run();
+        ])
+        .args(&["--pg-dump-path", fake.to_str().unwrap()])
+        .run()
+        .run();
     out.fails(
         1,
         &[

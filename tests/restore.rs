@@ -2,7 +2,7 @@
 //! of damage (truncation, a flipped byte, a wrong sha256, a dump without its trailer) detected
 //! by `verify` and refused by `restore` with the target left unchanged.
 
-use crate::support::{gunzip, unique, Pg, Run, Store, STORES};
+use crate::support::{gunzip, gzip, unique, Pg, Run, Store, STORES};
 use chrono::Utc;
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 use sha2::{Digest, Sha256};
@@ -119,28 +119,14 @@ pub async fn put_backup(
         .map(String::from)
         .unwrap_or_else(|| hex::encode(Sha256::digest(body)));
     store
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .metadata("sha256", sha)
-        .body(body.to_vec().into())
-        .send()
-        .await
-        .unwrap();
+        .put_with(&bucket, &key, body, &[("sha256", sha)])
+        .await;
     key
 }
 
 /// `body` between pg_dump's plain-format header and trailer.
 pub fn as_dump(body: &str) -> String {
     format!("--\n-- PostgreSQL database dump\n--\n\n{body}\n--\n-- PostgreSQL database dump complete\n--\n\n")
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
 }
 
 #[tokio::test]
@@ -246,16 +232,7 @@ async fn at_selects_the_newest_backup_at_or_before_a_time() {
             .and_utc();
         let key = BackupId::new(db, time, DumpFormat::Plain).key("pg/");
         let body = gzip(as_dump(text).as_bytes());
-        store
-            .client()
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .metadata("sha256", hex::encode(Sha256::digest(&body)))
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
+        store.put_hashed(&bucket, &key, body).await;
     }
     for (at, expected) in [
         ("2026-02-15T00:00:00Z", "-- february\n"),

@@ -3,12 +3,12 @@
 //! of the database (names with newlines and workflow commands), a wrong runner clock, and the
 //! Actions log. Real PostgreSQL, real pg_dump and psql, both stores.
 
-use crate::restore::{as_dump, fixture_db, gzip, put_backup, run};
+use crate::restore::{as_dump, fixture_db, put_backup, run};
+use crate::support::gzip;
 use crate::support::proxy::{Fault, Op, Proxy};
 use crate::support::{s3_command, script, unique, Done, Pg, Run, Store, STORES};
 use chrono::{Duration, Utc};
 use pg_s3_backup::layout::{BackupId, DumpFormat};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const TABLES: &str = "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
@@ -118,16 +118,7 @@ async fn stdout_carries_only_data_and_secrets_only_masks_in_actions() {
 /// Uploads a small complete plain dump under `key`.
 async fn put_dump(store: Store, bucket: &str, key: &str, text: &str) {
     let body = gzip(as_dump(text).as_bytes());
-    store
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .metadata("sha256", hex::encode(Sha256::digest(&body)))
-        .body(body.into())
-        .send()
-        .await
-        .unwrap();
+    store.put_hashed(&bucket, &key, body).await;
 }
 
 #[tokio::test]
@@ -1071,16 +1062,7 @@ async fn verify_reads_a_custom_archive_as_a_restore_would() {
         async move {
             let key = BackupId::new("cut", Utc::now(), DumpFormat::Custom).key("pg/");
             let body = gzip(&bytes);
-            store
-                .client()
-                .put_object()
-                .bucket(&bucket)
-                .key(&key)
-                .metadata("sha256", hex::encode(Sha256::digest(&body)))
-                .body(body.into())
-                .send()
-                .await
-                .unwrap();
+            store.put_hashed(&bucket, &key, body).await;
             key
         }
     };
@@ -1091,15 +1073,7 @@ async fn verify_reads_a_custom_archive_as_a_restore_would() {
     let mut trailing = body.clone();
     trailing.extend_from_slice(b"twelve bytes");
     let key2 = BackupId::new("tail", Utc::now(), DumpFormat::Custom).key("pg/");
-    store
-        .client()
-        .put_object()
-        .bucket(&bucket)
-        .key(&key2)
-        .body(trailing.into())
-        .send()
-        .await
-        .unwrap();
+    store.put(&bucket, &key2, trailing).await;
     run(store, "verify", &bucket, &["--key", &key2]).fails(1, &["data after the end"]);
 }
 

@@ -666,7 +666,15 @@ mod tests {
             /// worker that died would fail the backup less clearly.
             #[test]
             fn any_bytes_give_a_result(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-                let _ = final_block(&data);
+                match final_block(&data) {
+                    // A final block found is inside the data, starts with a set BFINAL bit
+                    // (deflate packs bits from the least significant), and has a length.
+                    Ok(b) => {
+                        prop_assert!(b.header_bit < b.end_bit && b.end_bit <= data.len() * 8, "{b:?}");
+                        prop_assert_eq!((data[b.header_bit / 8] >> (b.header_bit % 8)) & 1, 1);
+                    }
+                    Err(Malformed(why)) => prop_assert!(!why.is_empty()),
+                }
             }
 
             /// Any data, at any level, chained after any other: decodes to both, in order.

@@ -65,6 +65,40 @@ impl Store {
         }
     }
 
+    /// Puts `body` at `key`, as anyone with s3:PutObject could: the one way tests seed objects.
+    pub async fn put(self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+        self.put_with(bucket, key, body, &[]).await
+    }
+
+    /// [`Store::put`] with user metadata.
+    pub async fn put_with(
+        self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        metadata: &[(&str, String)],
+    ) {
+        let mut put = self
+            .client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into().into());
+        for (k, v) in metadata {
+            put = put.metadata(*k, v);
+        }
+        put.send()
+            .await
+            .unwrap_or_else(|e| panic!("seeding s3://{bucket}/{key} on {self:?}: {e:?}"));
+    }
+
+    /// [`Store::put`] with the body's sha256 as metadata, as `backup` writes it.
+    pub async fn put_hashed(self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+        let body = body.into();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        self.put_with(bucket, key, body, &[("sha256", sha)]).await
+    }
+
     pub fn client(self) -> Client {
         let (ak, sk) = self.keys();
         self.client_with(&ak, &sk)
@@ -320,28 +354,10 @@ impl Run {
     }
 
     /// A backup of `db` to `bucket` on `store`, with the store's credentials.
+    /// `backup` of `db_url` into `bucket` on `store` under `pg/`, with its keys and `--json`;
+    /// [`Backup`] for the variations.
     pub fn backup(store: Store, bucket: &str, db_url: &str, extra: &[&str]) -> Self {
-        let endpoint = store.endpoint();
-        let mut args = vec![
-            "backup",
-            "--database-url",
-            db_url,
-            "--bucket",
-            bucket,
-            "--prefix",
-            "pg/",
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            &endpoint,
-            "--force-path-style",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let (ak, sk) = store.keys();
-        Self::new(&args)
-            .env("AWS_ACCESS_KEY_ID", &ak)
-            .env("AWS_SECRET_ACCESS_KEY", &sk)
+        Backup::new(store, bucket, db_url).args(extra).run()
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -568,6 +584,14 @@ impl Pg {
 }
 
 /// Decompresses with the system's `gzip -dc` (also proves `gzip -t`-level validity).
+/// gzip at level 6, as a backup object's body.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
 pub fn gunzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut child = Command::new("gzip")
@@ -608,6 +632,75 @@ pub fn s3_args(url: &str, bucket: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// The one builder of backup runs: `backup` of a database into a bucket under `pg/` with
+/// `--json`, sent to the store (or `via` a proxy in front of it), with the store's keys unless
+/// `without_keys`.
+pub struct Backup {
+    store: Store,
+    endpoint: String,
+    bucket: String,
+    db_url: String,
+    prefix: String,
+    keys: bool,
+    extra: Vec<String>,
+}
+
+impl Backup {
+    pub fn new(store: Store, bucket: &str, db_url: &str) -> Self {
+        Self {
+            store,
+            endpoint: store.endpoint(),
+            bucket: bucket.into(),
+            db_url: db_url.into(),
+            prefix: "pg/".into(),
+            keys: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Sends every request to `endpoint` (a proxy in front of the store).
+    pub fn via(mut self, endpoint: &str) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// No AWS keys in the environment (credentials come from a role, say).
+    pub fn without_keys(mut self) -> Self {
+        self.keys = false;
+        self
+    }
+
+    pub fn args(mut self, extra: &[&str]) -> Self {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn run(self) -> Run {
+        let mut args: Vec<String> = ["backup", "--database-url", &self.db_url, "--json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(s3_args(&self.endpoint, &self.bucket));
+        if let Some(p) = args.iter().position(|a| a == "--prefix") {
+            args[p + 1] = self.prefix.clone();
+        }
+        args.extend(self.extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = Run::new(&refs);
+        if !self.keys {
+            return run;
+        }
+        let (ak, sk) = self.store.keys();
+        run.env("AWS_ACCESS_KEY_ID", &ak)
+            .env("AWS_SECRET_ACCESS_KEY", &sk)
+    }
 }
 
 /// `command` against `bucket` on `store`'s keys, sent to `url` (the store, or a proxy in

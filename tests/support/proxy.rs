@@ -70,6 +70,8 @@ struct State {
     rules: Vec<Rule>,
     counts: HashMap<Op, usize>,
     log: Vec<(Op, String)>,
+    /// Every request's headers, in order, with its operation.
+    headers: Vec<(Op, Vec<(String, String)>)>,
     /// A stricter store's rules, checked before forwarding.
     strict: Strict,
     /// Sizes of the parts sent, by upload id and part number.
@@ -185,6 +187,16 @@ impl Proxy {
     /// Requests of `op` seen so far, faulted ones included.
     pub fn count(&self, op: Op) -> usize {
         *self.state.lock().unwrap().counts.get(&op).unwrap_or(&0)
+    }
+
+    /// The headers of every `op` request seen, in order (names as sent).
+    pub fn request_headers(&self, op: Op) -> Vec<Vec<(String, String)>> {
+        let st = self.state.lock().unwrap();
+        st.headers
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, h)| h.clone())
+            .collect()
     }
 
     /// Every request seen, in order: operation and request line.
@@ -409,6 +421,7 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
             *c
         };
         st.log.push((op, line.clone()));
+        st.headers.push((op, headers.clone()));
         st.rules.iter().find_map(|r| match &r.fault {
             _ if r.op != op => None,
             Fault::Always(inner) if n >= r.nth => Some((**inner).clone()),
