@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 async fn put(store: Store, bucket: &str, key: &str) {
-    store.put(&bucket, &key, b"12345").await;
+    store.put(bucket, key, b"12345").await;
 }
 
 fn check(store: Store, bucket: &str, database: &str, extra: &[&str]) -> Done {

@@ -174,7 +174,7 @@ async fn seed_old(store: Store, bucket: &str, db: &str, prefix: &str) -> Vec<Str
     for days in [30, 20, 10] {
         let time = Utc::now() - chrono::Duration::days(days);
         let key = BackupId::new(db, time, DumpFormat::Plain).key(prefix);
-        store.put(&bucket, &key, b"x").await;
+        store.put(bucket, &key, b"x").await;
         keys.push(key);
     }
     keys
@@ -272,7 +272,7 @@ async fn the_image_backs_up_as_the_runner_runs_it_on_both_stores() {
         let bucket = store.bucket("image").await;
         let prefix = "nightly/";
         let old = seed_old(store, &bucket, &db, prefix).await;
-        store.put(&bucket, &"nightly/notes.txt", b"keep me").await;
+        store.put(&bucket, "nightly/notes.txt", b"keep me").await;
         let (ak, sk) = store.keys();
         let endpoint = store.endpoint();
         let job = Job::new();

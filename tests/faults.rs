@@ -574,7 +574,7 @@ async fn seed_backups(store: Store, bucket: &str, db: &str, n: i64) -> Vec<Strin
         let key =
             pg_s3_backup::layout::BackupId::new(db, time, pg_s3_backup::layout::DumpFormat::Plain)
                 .key("pg/");
-        store.put(&bucket, &key, b"x").await;
+        store.put(bucket, &key, b"x").await;
         keys.push(key);
     }
     keys
@@ -830,7 +830,7 @@ async fn occupy_seconds_after(
         if store.keys_in(bucket).await.contains(&key) {
             continue;
         }
-        store.put(&bucket, &key, b"occupied").await;
+        store.put(bucket, &key, b"occupied").await;
     }
 }
 

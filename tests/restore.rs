@@ -118,9 +118,7 @@ pub async fn put_backup(
     let sha = sha
         .map(String::from)
         .unwrap_or_else(|| hex::encode(Sha256::digest(body)));
-    store
-        .put_with(&bucket, &key, body, &[("sha256", sha)])
-        .await;
+    store.put_with(bucket, &key, body, &[("sha256", sha)]).await;
     key
 }
 

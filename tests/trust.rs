@@ -118,7 +118,7 @@ async fn stdout_carries_only_data_and_secrets_only_masks_in_actions() {
 /// Uploads a small complete plain dump under `key`.
 async fn put_dump(store: Store, bucket: &str, key: &str, text: &str) {
     let body = gzip(as_dump(text).as_bytes());
-    store.put_hashed(&bucket, &key, body).await;
+    store.put_hashed(bucket, key, body).await;
 }
 
 #[tokio::test]
