@@ -1454,3 +1454,55 @@ async fn a_signal_stops_a_restore_to_a_pipe_nobody_reads() {
     );
     assert!(!err.contains("rolled back"), "{err}");
 }
+
+/// A part the store refuses, then an abort it refuses too: the parts stay stored, and the
+/// warning names the command that removes them with the bucket, key and UploadId it needs.
+/// Running exactly that (here through the SDK) removes the upload.
+async fn failed_abort_names_the_upload_id(store: Store) {
+    let bucket = store.bucket("faults-abort").await;
+    let proxy = Proxy::start(&store.endpoint());
+    let denied = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+    proxy.fail(Op::UploadPart, 2, Fault::Reply(403, denied.into()));
+    proxy.fail(
+        Op::AbortMultipartUpload,
+        1,
+        Fault::Always(Box::new(Fault::Reply(403, denied.into()))),
+    );
+    let out = run(backup(store, &bucket, &proxy.url())).await;
+    out.fails(1, &["UploadPart 2"]);
+    let hint = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("abort-multipart-upload"))
+        .unwrap_or_else(|| panic!("{store:?}: no abort hint: {}", out.stderr));
+    let value = |flag: &str| {
+        hint.split(&format!("{flag} "))
+            .nth(1)
+            .and_then(|rest| rest.split([' ', '`']).next())
+            .unwrap_or_else(|| panic!("{store:?}: no {flag} in {hint}"))
+            .to_string()
+    };
+    let (b, key, id) = (value("--bucket"), value("--key"), value("--upload-id"));
+    assert_eq!(b, bucket, "{hint}");
+    assert!(key.starts_with("pg/") && key.ends_with(".sql.gz"), "{hint}");
+    assert_eq!(
+        store.open_uploads(&bucket).await,
+        1,
+        "{store:?}: the parts stay"
+    );
+    store
+        .client()
+        .abort_multipart_upload()
+        .bucket(&b)
+        .key(&key)
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: the printed command does not work: {e:?}"));
+    assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_abort_names_the_upload_id_that_removes_the_parts() {
+    on_both_stores(failed_abort_names_the_upload_id).await;
+}
