@@ -12,6 +12,7 @@ pub mod compress;
 pub mod config;
 pub mod download;
 pub mod error;
+pub mod iam;
 pub mod layout;
 pub mod limits;
 pub mod ops;

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "clock",
             "compress",
             "error",
+            "iam",
             "layout",
             "limits",
             "output",

@@ -1,9 +1,12 @@
 //! The side commands' flags, validated: prune's policy and age, the backup a restore or verify
 //! selects, restore's destination, and check's age, schedule and format. No I/O.
 
-use super::{parse_abort_after, parse_format, policy_from, S3Config};
-use crate::cli::{CheckArgs, PruneArgs, RestoreArgs, Selection, VerifyArgs};
+use super::{
+    check_bucket, normalize_prefix, parse_abort_after, parse_format, policy_from, S3Config,
+};
+use crate::cli::{CheckArgs, PolicyArgs, PruneArgs, RestoreArgs, Selection, VerifyArgs};
 use crate::error::usage;
+use crate::iam::{Features, GitHubTrust, Subject};
 use crate::layout::DumpFormat;
 use crate::retention::Policy;
 use crate::source::conninfo::ConnInfo;
@@ -207,6 +210,117 @@ fn check_schedule(value: &str) -> Result<String> {
     Ok(fields.join(" "))
 }
 
+/// `policy`: the bucket, prefix and features, and the GitHub trust if asked for (all of its
+/// flags or none).
+#[derive(Debug)]
+pub struct PolicyConfig {
+    pub bucket: String,
+    pub prefix: String,
+    pub features: Features,
+    pub github: Option<GitHubTrust>,
+}
+
+impl PolicyConfig {
+    pub fn from_args(args: &PolicyArgs) -> Result<Self> {
+        Ok(Self {
+            bucket: check_bucket(&args.bucket)?,
+            prefix: normalize_prefix(&args.prefix)?,
+            features: Features {
+                prune: args.prune,
+                restore: args.restore,
+                restore_latest: args.latest,
+                minimal: args.minimal,
+            },
+            github: github_trust(args)?,
+        })
+    }
+}
+
+/// Validates the GitHub flags: all of them or none.
+fn github_trust(args: &PolicyArgs) -> Result<Option<GitHubTrust>> {
+    let Some(repo) = &args.github_repo else {
+        if args.account_id.is_some()
+            || args.github_ref.is_some()
+            || args.github_environment.is_some()
+        {
+            return Err(usage!(
+                "--account-id, --github-ref and --github-environment need --github-repo ORG/REPO"
+            ));
+        }
+        return Ok(None);
+    };
+    check_repo(repo)?;
+    let Some(account_id) = &args.account_id else {
+        return Err(usage!(
+            "--github-repo needs --account-id: the 12-digit AWS account that holds the OIDC provider"
+        ));
+    };
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(usage!(
+            "--account-id `{account_id}` is invalid: use the 12-digit AWS account id, e.g. 123456789012"
+        ));
+    }
+    let role_ok = (1..=64).contains(&args.role_name.len())
+        && args
+            .role_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !role_ok {
+        return Err(usage!(
+            "--role-name `{}` is invalid: IAM role names are 1-64 letters, digits and +=,.@_-",
+            args.role_name
+        ));
+    }
+    let subject = match (&args.github_ref, &args.github_environment) {
+        (Some(r), _) => {
+            if !r.starts_with("refs/") || r.len() <= 5 || r.chars().any(char::is_whitespace) {
+                return Err(usage!(
+                    "--github-ref `{r}` is invalid: use a full ref such as refs/heads/main or refs/tags/v1"
+                ));
+            }
+            Subject::Ref(r.clone())
+        }
+        (None, Some(e)) => {
+            if e.trim().is_empty() || e.contains(':') || e.chars().any(char::is_control) {
+                return Err(usage!(
+                    "--github-environment `{e}` is invalid: use the environment's name, e.g. production"
+                ));
+            }
+            Subject::Environment(e.clone())
+        }
+        (None, None) => Subject::AnyOfRepo,
+    };
+    Ok(Some(GitHubTrust {
+        repo: repo.clone(),
+        subject,
+        account_id: account_id.clone(),
+        role_name: args.role_name.clone(),
+    }))
+}
+
+/// GitHub owners are 1-39 letters, digits and hyphens; repositories 1-100 letters, digits, `-`,
+/// `_` and `.`.
+fn check_repo(repo: &str) -> Result<()> {
+    let ok = repo.split_once('/').is_some_and(|(org, name)| {
+        (1..=39).contains(&org.len())
+            && org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !org.starts_with('-')
+            && (1..=100).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && name != "."
+            && name != ".."
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(usage!(
+            "--github-repo `{repo}` is invalid: use ORG/REPO as in github.com/ORG/REPO, e.g. my-org/my-repo"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +358,18 @@ mod tests {
         assert_eq!(check_schedule(" 0  3 * * * ").unwrap(), "0 3 * * *");
         for bad in ["", "0 3 * *", "@daily", "0 3 * * * ; rm"] {
             assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repo_names() {
+        for good in ["o/r", "my-org/my.repo_2", "A1/.github"] {
+            assert!(check_repo(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "org", "org/", "/repo", "o/r/x", "o_o/r", "-o/r", "o/r r", "o/..",
+        ] {
+            assert!(check_repo(bad).is_err(), "{bad}");
         }
     }
 }

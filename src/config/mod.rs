@@ -14,7 +14,8 @@ use crate::source::conninfo::ConnInfo;
 use anyhow::Result;
 pub use auth::{AuthConfig, RoleArn, Source, TokenSource, MAX_DURATION_SECONDS};
 pub use commands::{
-    BackmonConfig, CheckConfig, Destination, PruneConfig, RestoreConfig, VerifyConfig, Which,
+    BackmonConfig, CheckConfig, Destination, PolicyConfig, PruneConfig, RestoreConfig,
+    VerifyConfig, Which,
 };
 use std::path::PathBuf;
 use std::time::Duration;
