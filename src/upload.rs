@@ -437,10 +437,11 @@ impl Uploader {
             .map_err(|e| {
                 // The store keeps (and bills) the parts until the upload is aborted.
                 anyhow::anyhow!(
-                    "{:#}; its parts stay stored until removed: run `aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {id}`, or `pg-s3-backup prune`",
+                    "{:#}; its parts stay stored until removed: run `aws s3api abort-multipart-upload --bucket {} --key={} --upload-id={}`, or add a lifecycle rule that aborts incomplete multipart uploads",
                     describe("AbortMultipartUpload", &s.uri(), &e),
                     s.bucket,
-                    shell_word(&s.key)
+                    shell_word(&s.key),
+                    shell_word(&id)
                 )
             })?;
         Ok(())
@@ -451,16 +452,17 @@ impl Uploader {
     }
 }
 
-/// `key` as one shell word: single-quoted unless it is plain (keys are this tool's, but the
-/// prefix is the user's).
-fn shell_word(key: &str) -> String {
-    if key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-=+:".contains(&b))
+/// `text` as one shell word, for a command the user may paste: single-quoted unless it is
+/// plain. A key holds the user's prefix and the database's name, an upload id is the store's.
+fn shell_word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=+:".contains(&b))
     {
-        key.to_string()
+        text.to_string()
     } else {
-        format!("'{}'", key.replace('\'', "'\\''"))
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -599,6 +601,31 @@ async fn upload_part(
 mod tests {
     use super::*;
     use crate::limits::MIN_PART_SIZE;
+
+    /// What the shell reads back from the hint's words is the value: nothing runs, nothing
+    /// splits, a leading `-` stays a value (the hint writes `--key=...`).
+    #[test]
+    fn shell_words_read_back_as_themselves() {
+        for text in [
+            "pg/app/app-20261201T030000Z.sql.gz",
+            "x;touch /tmp/pg-s3-backup-pwned;$(id)",
+            "it's `here` \\ \"there\"",
+            "-x/key with spaces\nand a newline",
+            "",
+            "#hash",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s --key={}", shell_word(text)))
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                format!("--key={text}")
+            );
+        }
+        assert!(!std::path::Path::new("/tmp/pg-s3-backup-pwned").exists());
+    }
 
     /// Every part within S3's bounds, sizes never shrinking, all planned parts equal.
     fn assert_well_formed(sizer: &PartSizer) {

@@ -1469,18 +1469,28 @@ async fn failed_abort_names_the_upload_id(store: Store) {
         Fault::Always(Box::new(Fault::Reply(403, denied.into()))),
     );
     let out = run(backup(store, &bucket, &proxy.url())).await;
-    out.fails(1, &["UploadPart 2"]);
+    out.fails(
+        1,
+        &[
+            "UploadPart 2",
+            "the upload could not be aborted: its parts stay stored",
+        ],
+    );
+    assert!(!out.stderr.contains("nothing was stored"), "{}", out.stderr);
     let hint = out
         .stderr
         .lines()
         .find(|l| l.contains("abort-multipart-upload"))
         .unwrap_or_else(|| panic!("{store:?}: no abort hint: {}", out.stderr));
     let value = |flag: &str| {
-        hint.split(&format!("{flag} "))
-            .nth(1)
-            .and_then(|rest| rest.split([' ', '`']).next())
-            .unwrap_or_else(|| panic!("{store:?}: no {flag} in {hint}"))
-            .to_string()
+        hint.split(&format!(
+            "{flag}{}",
+            if flag == "--bucket" { " " } else { "=" }
+        ))
+        .nth(1)
+        .and_then(|rest| rest.split([' ', '`']).next())
+        .unwrap_or_else(|| panic!("{store:?}: no {flag} in {hint}"))
+        .to_string()
     };
     let (b, key, id) = (value("--bucket"), value("--key"), value("--upload-id"));
     assert_eq!(b, bucket, "{hint}");
@@ -1505,4 +1515,30 @@ async fn failed_abort_names_the_upload_id(store: Store) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_abort_names_the_upload_id_that_removes_the_parts() {
     on_both_stores(failed_abort_names_the_upload_id).await;
+}
+
+/// The claim's second look at the key (after its lock is written) fails: the backup stops
+/// before any upload, and its lock does not stay behind to reserve the key.
+async fn failed_recheck_leaves_no_lock(store: Store) {
+    let bucket = store.bucket("faults-recheck").await;
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::HeadObject,
+        2,
+        Fault::Always(Box::new(Fault::Status(400))),
+    );
+    let out = run(backup(store, &bucket, &proxy.url())).await;
+    out.fails(1, &["nothing was written", "HeadObject"]);
+    assert_eq!(proxy.count(Op::PutObject), 1, "{store:?}: the lock only");
+    assert_eq!(proxy.count(Op::CreateMultipartUpload), 0, "{store:?}");
+    assert_eq!(
+        store.keys_in(&bucket).await,
+        Vec::<String>::new(),
+        "{store:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_second_look_at_the_key_leaves_no_lock() {
+    on_both_stores(failed_recheck_leaves_no_lock).await;
 }

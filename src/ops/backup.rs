@@ -79,11 +79,17 @@ pub async fn store(
         h.abort();
         let _ = h.await;
     }
-    if result.is_err() {
-        if let Err(abort_err) = uploader.abort().await {
-            output::warn(format_args!("{abort_err:#}"));
-        }
-    }
+    // What the error says was left behind is what the abort did.
+    let result = match result {
+        Ok(done) => Ok(done),
+        Err(e) => Err(match uploader.abort().await {
+            Ok(()) => e.context("the upload was aborted and nothing was stored"),
+            Err(abort_err) => {
+                output::warn(format_args!("{abort_err:#}"));
+                e.context("the upload could not be aborted: its parts stay stored until removed (see the warning above)")
+            }
+        }),
+    };
     claim::release(client, &cfg.s3.bucket, claim).await;
     let (sha256, metadata_complete) = result?;
     Ok(Stored {
@@ -118,9 +124,6 @@ async fn commit(uploader: &mut Uploader, ready: Result<Ready>) -> Result<(String
             );
             let attached = uploader.commit(staged, extra).await?;
             Ok((sha256, attached))
-        }
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-            Err(e.context("the upload was aborted and nothing was stored"))
         }
         Err(e) => Err(e),
     }

@@ -48,23 +48,20 @@ pub async fn claim_key(
         match put_lock(client, bucket, &lock, &key, object, "started", true).await {
             // The run that held the lock may have completed the object and released the lock
             // between the HeadObject and this write: look again, or the final write would fail.
-            Ok(_) if exists(client, bucket, &key).await? => {
-                release(
-                    client,
-                    bucket,
-                    &Claim {
-                        key,
-                        lock: Some(lock),
-                    },
-                )
-                .await;
-                id = id.next_seq();
-            }
             Ok(_) => {
-                return Ok(Claim {
-                    key,
+                let claim = Claim {
+                    key: key.clone(),
                     lock: Some(lock),
-                })
+                };
+                match exists(client, bucket, &key).await {
+                    Ok(false) => return Ok(claim),
+                    Ok(true) => id = id.next_seq(),
+                    Err(e) => {
+                        release(client, bucket, &claim).await;
+                        return Err(e.context("nothing was written"));
+                    }
+                }
+                release(client, bucket, &claim).await;
             }
             Err(e) if s3::lost_condition(&e) => id = id.next_seq(),
             Err(e) => {

@@ -47,7 +47,7 @@ pub async fn run(
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(compress::is_self_check_failure) =>
         {
-            return Err(e.context("the upload was aborted and nothing was stored"))
+            return Err(e)
         }
         other => other,
     };
@@ -57,7 +57,7 @@ pub async fn run(
     // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
     watch.verdict(cfg.format).map_err(|why| {
         anyhow::anyhow!(
-            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; the upload was aborted and nothing was pruned: check --pg-dump-path and the pg_dump arguments",
+            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; nothing was pruned: check --pg-dump-path and the pg_dump arguments",
             watch.total(),
             cfg.format.name()
         )

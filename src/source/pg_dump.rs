@@ -193,7 +193,7 @@ impl PgDump {
         let (process, pipes) = Process::spawn(
             cmd,
             format!("pg_dump `{}`", self.path.display()),
-            "the upload was aborted and nothing was stored: fix what pg_dump reported and run the backup again",
+            "fix what pg_dump reported and run the backup again",
         )?;
         let stdout = pipes.stdout.context("pg_dump stdout")?;
         // pg_dump writes in small chunks; with Linux's default 64 KiB pipe, a profile showed
