@@ -550,6 +550,16 @@ mod tests {
         out
     }
 
+    /// `stream` inflated, and the bytes inflate read, if it is a valid raw deflate stream.
+    fn inflate_ok(stream: &[u8]) -> Option<(usize, Vec<u8>)> {
+        let mut d = Decompress::new(false);
+        let mut out = Vec::with_capacity(8 << 20);
+        match d.decompress_vec(stream, &mut out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) => Some((d.total_in() as usize, out)),
+            _ => None,
+        }
+    }
+
     /// Inputs that make libdeflate choose each block type: stored (random bytes), fixed
     /// Huffman (a few bytes) and dynamic Huffman (text), at many lengths.
     fn inputs(rng: &mut StdRng) -> Vec<Vec<u8>> {
@@ -667,11 +677,18 @@ mod tests {
             #[test]
             fn any_bytes_give_a_result(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
                 match final_block(&data) {
-                    // A final block found is inside the data, starts with a set BFINAL bit
-                    // (deflate packs bits from the least significant), and has a length.
+                    // Where zlib's inflate accepts the bytes, the final block found ends where
+                    // inflate ends the stream, and `unfinish` (which clears the BFINAL bit found)
+                    // lets another stream follow: the two decode as the first alone.
                     Ok(b) => {
                         prop_assert!(b.header_bit < b.end_bit && b.end_bit <= data.len() * 8, "{b:?}");
-                        prop_assert_eq!((data[b.header_bit / 8] >> (b.header_bit % 8)) & 1, 1);
+                        if let Some((n, out)) = inflate_ok(&data) {
+                            prop_assert_eq!(n, b.end_bit.div_ceil(8), "{:?}", b);
+                            let mut first = data[..n].to_vec();
+                            unfinish(&mut first).unwrap();
+                            first.extend_from_slice(&deflate(6, b""));
+                            prop_assert_eq!(inflate_ok(&first).map(|(_, o)| o), Some(out), "{:?}", b);
+                        }
                     }
                     Err(Malformed(why)) => prop_assert!(!why.is_empty()),
                 }
