@@ -16,6 +16,8 @@ use tokio::sync::{oneshot, watch};
 
 /// Lines of stderr kept for the error message.
 const TAIL_LINES: usize = 20;
+/// How long stderr may stay open after the child exited before its verdict is given anyway.
+const STDERR_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A child that did not exit 0: who, how it ended, what it said last, and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -78,8 +80,9 @@ impl Process {
                     child.wait().await
                 }
             };
-            // stderr reaches EOF once the child has exited; then the tail is complete.
-            let tail = stderr.finish().await;
+            // stderr reaches EOF once the child has exited, unless a process it started still
+            // holds it (a wrapper's background job): then the tail so far is the tail.
+            let tail = stderr.finish(STDERR_AFTER_EXIT).await;
             let exit = match status {
                 Ok(status) if status.success() => Ok(()),
                 Ok(status) => Err(Failed {
@@ -246,8 +249,8 @@ impl Stderr {
 
     /// Waits for EOF (the child has exited and closed stderr) and returns the last lines joined
     /// with ` | `, or `no output on stderr`.
-    async fn finish(mut self) -> String {
-        let _ = (&mut self.task).await;
+    async fn finish(mut self, within: std::time::Duration) -> String {
+        let _ = tokio::time::timeout(within, &mut self.task).await;
         self.tail_text()
     }
 
@@ -350,6 +353,19 @@ mod tests {
                 .contains("exited with status 1: no output on stderr; fix"),
             "{err}"
         );
+    }
+
+    /// A child that exits while a process it started keeps stderr open still gets its verdict.
+    #[tokio::test]
+    async fn a_grandchild_holding_stderr_does_not_delay_the_verdict_for_long() {
+        let script = "echo 'before the end' >&2; sleep 30 & exit 4";
+        let (p, _pipes) = Process::spawn_with(sh(script), "sh".into(), "fix", false).unwrap();
+        let err = tokio::time::timeout(std::time::Duration::from_secs(10), p.wait())
+            .await
+            .expect("the verdict comes though stderr stays open")
+            .unwrap_err();
+        assert_eq!(err.status, "exited with status 4");
+        assert_eq!(err.tail, "before the end");
     }
 
     #[tokio::test]
