@@ -427,14 +427,21 @@ impl Uploader {
             return Ok(());
         };
         let s = &self.spec;
-        self.client
+        let aborted = self
+            .client
             .abort_multipart_upload()
             .bucket(&s.bucket)
             .key(&s.key)
             .upload_id(&id)
             .send()
-            .await
-            .map_err(|e| {
+            .await;
+        // Gone already: completed (a commit whose answer was lost) or aborted. No parts left.
+        if let Err(e) = &aborted {
+            if aws_sdk_s3::error::ProvideErrorMetadata::code(e) == Some("NoSuchUpload") {
+                return Ok(());
+            }
+        }
+        aborted.map_err(|e| {
                 // The store keeps (and bills) the parts until the upload is aborted.
                 anyhow::anyhow!(
                     "{:#}; its parts stay stored until removed: run `aws s3api abort-multipart-upload --bucket {} --key={} --upload-id={}`, or add a lifecycle rule that aborts incomplete multipart uploads",
@@ -471,9 +478,9 @@ fn shell_word(text: &str) -> String {
 /// from another's when the store's answer to the final write was lost.
 pub const RUN_METADATA: &str = "run";
 
-/// 16 hex digits, different for every run (the process's random hash seed, its id and the
+/// 16 hex digits, different for every call (the process's random hash seed, its id and the
 /// time); an identity, not a secret.
-fn run_token() -> String {
+pub fn run_token() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

@@ -727,7 +727,8 @@ async fn prune_during_an_in_flight_backup_on_both_stores() {
 }
 
 /// A backup whose key is taken while it runs (a lock write retried past another run's
-/// release could do it): its final CompleteMultipartUpload carries If-None-Match, so it fails
+/// release could do it) after the upload started: its final CompleteMultipartUpload carries
+/// If-None-Match, so it fails
 /// cleanly, its upload aborted, and the other object stays as it was (moto and s3s-fs honour
 /// the condition, as AWS has since 2024).
 #[tokio::test]
@@ -762,6 +763,18 @@ async fn a_key_taken_during_the_upload_is_never_overwritten() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let key = key.expect("the backup's lock");
+        // Once the upload is under way (the claim has looked at the key for the last time).
+        for _ in 0..100 {
+            if store.open_uploads(&bucket).await > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            store.open_uploads(&bucket).await,
+            1,
+            "{store:?}: the upload started"
+        );
         store.put(&bucket, &key, b"the rival's backup").await;
         let out = Done::from(child.wait_with_output().unwrap());
         let (body, _, _) = store.get(&bucket, &key).await;
@@ -1528,7 +1541,7 @@ async fn failed_recheck_leaves_no_lock(store: Store) {
         Fault::Always(Box::new(Fault::Status(400))),
     );
     let out = run(backup(store, &bucket, &proxy.url())).await;
-    out.fails(1, &["nothing was written", "HeadObject"]);
+    out.fails(1, &["the backup did not start", "HeadObject"]);
     assert_eq!(proxy.count(Op::PutObject), 1, "{store:?}: the lock only");
     assert_eq!(proxy.count(Op::CreateMultipartUpload), 0, "{store:?}");
     assert_eq!(
@@ -1541,4 +1554,57 @@ async fn failed_recheck_leaves_no_lock(store: Store) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_second_look_at_the_key_leaves_no_lock() {
     on_both_stores(failed_recheck_leaves_no_lock).await;
+}
+
+/// The answer to CompleteMultipartUpload is lost and the backup may not read the object back
+/// (no s3:GetObject, as under `policy --minimal`): whatever the run concludes, it never says
+/// that nothing was stored, nor prints an abort for parts that are gone; the object is there.
+async fn lost_answer_without_read(store: Store) {
+    let bucket = store.bucket("faults-lostnoread").await;
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::CompleteMultipartUpload,
+        1,
+        Fault::StallBody(Duration::from_secs(30)),
+    );
+    // The claim's two looks at the key pass; every HeadObject after them is denied.
+    proxy.fail(
+        Op::HeadObject,
+        3,
+        Fault::Always(Box::new(Fault::Status(403))),
+    );
+    let out = run(backup_with(
+        store,
+        &bucket,
+        &proxy.url(),
+        &["--request-timeout", "1"],
+    ))
+    .await;
+    assert!(
+        !out.stderr.contains("nothing was stored"),
+        "{store:?}: {}",
+        out.stderr
+    );
+    // moto answers the abort of a completed upload NoSuchUpload: no parts are left to remove.
+    // (s3s-fs answers AccessDenied, which the tool cannot tell from a missing permission.)
+    if store != Store::S3sFs {
+        assert!(
+            !out.stderr.contains("abort-multipart-upload"),
+            "{store:?}: {}",
+            out.stderr
+        );
+    }
+    let keys: Vec<String> = store
+        .keys_in(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| !k.ends_with(".lock"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{store:?}: the object is stored: {keys:?}");
+    assert_eq!(store.open_uploads(&bucket).await, 0, "{store:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_without_read_access_never_claims_nothing_was_stored() {
+    on_both_stores(lost_answer_without_read).await;
 }

@@ -53,8 +53,9 @@ fn module_path(file: &Path) -> Vec<String> {
     parts
 }
 
-/// Expands a use tree (`a::{b, c::{d}}`, `self`) into paths.
-fn expand(tree: &str) -> Vec<Vec<String>> {
+/// Expands a use tree (`a::{b, c::{d}}`, `self`, `x as y`, `*`) into paths, each with the name
+/// it is known by in the file (its last segment, or its rename; `*` for a glob).
+fn expand(tree: &str) -> Vec<(Vec<String>, String)> {
     let tree = tree.trim();
     if let Some(open) = tree.find('{') {
         let prefix: Vec<String> = tree[..open]
@@ -81,23 +82,32 @@ fn expand(tree: &str) -> Vec<Vec<String>> {
             .into_iter()
             .filter(|i| !i.trim().is_empty())
             .flat_map(expand)
-            .map(|tail| {
+            .map(|(tail, name)| {
                 let mut p = prefix.clone();
-                p.extend(tail.into_iter().filter(|s| s != "self"));
-                p
+                p.extend(tail);
+                // `self` names the prefix itself.
+                let name = if name == "self" {
+                    prefix.last().cloned().unwrap_or_default()
+                } else {
+                    name
+                };
+                (p, name)
             })
             .collect();
     }
-    let path: Vec<String> = tree
-        .split(" as ")
-        .next()
-        .unwrap()
+    let (path, rename) = match tree.split_once(" as ") {
+        Some((path, rename)) => (path, Some(rename.trim().to_string())),
+        None => (tree, None),
+    };
+    let segments: Vec<String> = path
         .split("::")
         .map(str::trim)
-        .filter(|s| !s.is_empty() && *s != "self")
+        .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    vec![path]
+    let last = segments.last().cloned().unwrap_or_default();
+    let path: Vec<String> = segments.into_iter().filter(|s| s != "self").collect();
+    vec![(path, rename.unwrap_or(last))]
 }
 
 /// At `b[i]`, the start of `r"`, `r#"`, `b"`, `br"` or `br#"` (not the end of an identifier):
@@ -230,10 +240,14 @@ fn code_of(text: &str) -> String {
     out
 }
 
-/// Every `crate::` and `super::` path in a file's non-test code, as absolute module paths.
-fn references(file: &Path) -> Vec<Vec<String>> {
+/// Every `crate::` and `super::` path in a file's non-test code, as absolute module paths, and
+/// every path written through a module imported by name (`use crate::ops; ops::claim::x`).
+/// Panics on what would hide a path: a glob import of this crate's modules, an alias of the
+/// crate root.
+fn references(file: &Path, modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> {
     let code = code_of(&std::fs::read_to_string(file).unwrap());
     let me = module_path(file);
+    let mut aliases: Vec<(String, Vec<String>)> = Vec::new();
     let mut out = Vec::new();
     for root in ["crate::", "super::"] {
         for (at, _) in code.match_indices(root) {
@@ -288,11 +302,47 @@ fn references(file: &Path) -> Vec<Vec<String>> {
                     path_end
                 }
             };
-            for tail in expand(rest[..end].trim_end_matches(':')) {
+            let tree = rest[..end].trim_end_matches(':');
+            let glob_follows = rest[end..].trim_start().starts_with('*');
+            assert!(
+                !glob_follows && !tree.contains('*'),
+                "{} imports a glob of this crate's modules (`{root}{tree}*`): name what it uses",
+                file.display()
+            );
+            for (tail, name) in expand(tree) {
                 let mut path = base.clone();
                 path.extend(tail);
+                assert!(
+                    !path.is_empty() || name.is_empty() || root == "super::",
+                    "{} aliases the crate root as `{name}`",
+                    file.display()
+                );
+                if modules.contains(&path) && !name.is_empty() {
+                    aliases.push((name, path.clone()));
+                }
                 out.push(path);
             }
+        }
+    }
+    // Paths through a module imported by name.
+    for (name, module) in &aliases {
+        for (at, _) in code.match_indices(&format!("{name}::")) {
+            let before = &code[..at];
+            if before.ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let rest = &code[at + name.len() + 2..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let mut path = module.clone();
+            path.extend(
+                rest[..end]
+                    .split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+            out.push(path);
         }
     }
     out
@@ -353,14 +403,10 @@ fn modules_use_only_their_layer_and_below_and_no_module_reaches_itself() {
         let code = code_of(&std::fs::read_to_string(file).unwrap());
         // An alias of the crate root (`use crate as root;`, `crate::{self as root}`) would hide
         // every path written through it.
-        let aliased = code.split("crate").skip(1).any(|rest| {
-            let rest = rest.trim_start();
-            rest.starts_with("as ")
-                || rest.starts_with("::{self as")
-                || rest.starts_with("::{ self as")
-        });
+        let flat = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        let aliased = flat.contains("crate as ") || flat.contains("extern crate");
         assert!(!aliased, "{} aliases the crate root", file.display());
-        for path in references(file) {
+        for path in references(file, &nodes) {
             if path.is_empty() || !tops.contains(&path[0]) {
                 continue;
             }
@@ -393,8 +439,8 @@ fn modules_use_only_their_layer_and_below_and_no_module_reaches_itself() {
     assert!(edges > 100, "only {edges} uses found: the parser is broken");
     assert!(
         graph[&vec!["commands".to_string(), "backup".to_string()]]
-            .contains(&vec!["ops".to_string(), "claim".to_string()]),
-        "the parser misses `use crate::ops::{{self, claim, ...}}`"
+            .contains(&vec!["ops".to_string(), "backup".to_string()]),
+        "the parser misses paths through a module imported by name (`ops::backup::store`)"
     );
     assert!(
         upward.is_empty(),
@@ -429,13 +475,15 @@ fn modules_use_only_their_layer_and_below_and_no_module_reaches_itself() {
 
 #[test]
 fn the_use_tree_reader_sees_nested_groups_and_renames() {
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(
         expand("{ops::{self, claim}, output as out, s3}"),
         vec![
-            vec!["ops".to_string()],
-            vec!["ops".into(), "claim".into()],
-            vec!["output".into()],
-            vec!["s3".into()],
+            (v(&["ops"]), "ops".to_string()),
+            (v(&["ops", "claim"]), "claim".into()),
+            (v(&["output"]), "out".into()),
+            (v(&["s3"]), "s3".into()),
         ]
     );
+    assert_eq!(expand("{self as root}"), vec![(v(&[]), "root".to_string())]);
 }

@@ -73,15 +73,14 @@ pub async fn store(
         r = pipeline::run(cfg, dump, &mut uploader, counters.clone()) => r,
         sig = signals::stopped() => Err(anyhow::Error::new(Interrupted(sig))),
     };
-    let result = commit(&mut uploader, ready).await;
-    drop(reporter);
-    if let Some(h) = heartbeat {
-        h.abort();
-        let _ = h.await;
-    }
-    // What the error says was left behind is what the abort did.
-    let result = match result {
-        Ok(done) => Ok(done),
+    let ready = ready.and_then(|r| match signals::stop_requested() {
+        Some(sig) => Err(anyhow::Error::new(Interrupted(sig))),
+        None => Ok(r),
+    });
+    let result = match ready {
+        Ok(ready) => commit(&mut uploader, ready).await,
+        // The commit was never sent: nothing is visible, and the error says what the abort
+        // did with the parts.
         Err(e) => Err(match uploader.abort().await {
             Ok(()) => e.context("the upload was aborted and nothing was stored"),
             Err(abort_err) => {
@@ -90,6 +89,11 @@ pub async fn store(
             }
         }),
     };
+    drop(reporter);
+    if let Some(h) = heartbeat {
+        h.abort();
+        let _ = h.await;
+    }
     claim::release(client, &cfg.s3.bucket, claim).await;
     let (sha256, metadata_complete) = result?;
     Ok(Stored {
@@ -102,30 +106,33 @@ pub async fn store(
 }
 
 /// Completes the upload of a whole stream. A signal that came while the last part was answered
-/// still stops the backup. Once the commit is sent it is not dropped: a dropped
-/// CompleteMultipartUpload may have taken effect, and "nothing was stored" would then be a lie.
-async fn commit(uploader: &mut Uploader, ready: Result<Ready>) -> Result<(String, bool)> {
-    let ready = ready.and_then(|r| match signals::stop_requested() {
-        Some(sig) => Err(anyhow::Error::new(Interrupted(sig))),
-        None => Ok(r),
-    });
-    match ready {
-        Ok(Ready {
-            staged,
-            extra,
-            sha256,
-        }) => {
-            let _pending = signals::pending(
-                format!(
-                    "the backup's final request for {} was sent and not answered: the backup may be complete; check with `pg-s3-backup list` and `verify` before relying on it or deleting it",
-                    uploader.uri()
-                ),
-                Vec::new(),
-            );
-            let attached = uploader.commit(staged, extra).await?;
-            Ok((sha256, attached))
+/// still stopped the backup (the caller checked). Once the commit is sent it is not dropped: a
+/// dropped CompleteMultipartUpload may have taken effect, and "nothing was stored" would then be
+/// a lie. A failed commit says itself what became of the key (`Uploader::commit`), so its error
+/// gets no claim about the parts; the upload is still aborted, if it is there.
+async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<(String, bool)> {
+    let Ready {
+        staged,
+        extra,
+        sha256,
+    } = ready;
+    let pending = signals::pending(
+        format!(
+            "the backup's final request for {} was sent and not answered: the backup may be complete; check with `pg-s3-backup list` and `verify` before relying on it or deleting it",
+            uploader.uri()
+        ),
+        Vec::new(),
+    );
+    let committed = uploader.commit(staged, extra).await;
+    drop(pending);
+    match committed {
+        Ok(attached) => Ok((sha256, attached)),
+        Err(e) => {
+            if let Err(abort_err) = uploader.abort().await {
+                output::warn(format_args!("{abort_err:#}"));
+            }
+            Err(e)
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -10,11 +10,17 @@ use chrono::Utc;
 
 /// Keys tried when earlier backups took the same second.
 const MAX_SAME_SECOND: u32 = 100;
+/// How long a won lock settles before it is read back. A store whose conditional write is not
+/// atomic (moto and s3s-fs here, seen in CI; AWS's is) lets a second writer that checked before
+/// ours landed overwrite it a few milliseconds later: the lock then names the other run.
+const LOCK_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The key this run writes, and the lock object that claims it while the backup runs.
 pub struct Claim {
     pub key: String,
     pub lock: Option<String>,
+    /// Written into the lock: which run holds it.
+    pub run: String,
 }
 
 /// Picks the key for this backup: the timestamped key, or `-2`, `-3`... when it is taken, so an
@@ -30,6 +36,7 @@ pub async fn claim_key(
     mut id: BackupId,
 ) -> Result<Claim> {
     let (bucket, prefix) = (&s3cfg.bucket, &s3cfg.prefix);
+    let run = crate::upload::run_token();
     for attempt in 0..MAX_SAME_SECOND {
         let key = id.key(prefix);
         let taken = exists(client, bucket, &key).await;
@@ -45,20 +52,26 @@ pub async fn claim_key(
             continue;
         }
         let lock = BackupId::lock_key(&key);
-        match put_lock(client, bucket, &lock, &key, object, "started", true).await {
+        let claim = Claim {
+            key: key.clone(),
+            lock: Some(lock.clone()),
+            run: run.clone(),
+        };
+        match put_lock(client, bucket, &lock, &claim, object, "started", true).await {
             // The run that held the lock may have completed the object and released the lock
             // between the HeadObject and this write: look again, or the final write would fail.
             Ok(_) => {
-                let claim = Claim {
-                    key: key.clone(),
-                    lock: Some(lock),
-                };
+                if held_by_another(client, bucket, &claim).await {
+                    // Theirs now: not ours to delete.
+                    id = id.next_seq();
+                    continue;
+                }
                 match exists(client, bucket, &key).await {
                     Ok(false) => return Ok(claim),
                     Ok(true) => id = id.next_seq(),
                     Err(e) => {
                         release(client, bucket, &claim).await;
-                        return Err(e.context("nothing was written"));
+                        return Err(e.context("the backup did not start"));
                     }
                 }
                 release(client, bucket, &claim).await;
@@ -70,7 +83,11 @@ pub async fn claim_key(
                 // this same second could collide, and HeadObject already checked the key.
                 if s3::is_denied(&e) || s3::is_not_implemented(&e) {
                     output::warn(format_args!("{err}; backing up without a lock, so a backup started in this same second could take the same key"));
-                    return Ok(Claim { key, lock: None });
+                    return Ok(Claim {
+                        key,
+                        lock: None,
+                        run,
+                    });
                 }
                 return Err(err);
             }
@@ -80,6 +97,30 @@ pub async fn claim_key(
         "more than {MAX_SAME_SECOND} backups of `{}` in one second: wait a second and retry",
         id.database
     )
+}
+
+/// Whether the lock just won names another run once it settled (see [`LOCK_SETTLE`]). Unknown
+/// (no s3:GetObject, a lock gone, an unreadable body) counts as ours: the conditional final
+/// write still keeps one backup from overwriting another.
+async fn held_by_another(client: &aws_sdk_s3::Client, bucket: &str, claim: &Claim) -> bool {
+    let Some(lock) = &claim.lock else {
+        return false;
+    };
+    tokio::time::sleep(LOCK_SETTLE).await;
+    let Ok(got) = client.get_object().bucket(bucket).key(lock).send().await else {
+        return false;
+    };
+    let Ok(body) = got.body.collect().await else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&body.into_bytes())
+        .ok()
+        .and_then(|v| {
+            v.get("run")
+                .and_then(|r| r.as_str())
+                .map(|r| r != claim.run)
+        })
+        .unwrap_or(false)
 }
 
 /// Whether `key`'s object exists. AWS answers 403, not 404, for a missing key to a caller
@@ -104,7 +145,7 @@ async fn put_lock(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     lock: &str,
-    key: &str,
+    claim: &Claim,
     object: &ObjectOptions,
     stamp: &str,
     only_if_absent: bool,
@@ -113,7 +154,8 @@ async fn put_lock(
     aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
 > {
     let body = serde_json::json!({
-        "key": key,
+        "key": claim.key,
+        "run": claim.run,
         stamp: Utc::now().to_rfc3339(),
         "tool": format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
     });
@@ -142,12 +184,16 @@ pub fn heartbeat(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let lock = claim.lock.clone()?;
     let (client, bucket, object) = (client.clone(), bucket.to_string(), object.clone());
-    let key = claim.key.clone();
+    let claim = Claim {
+        key: claim.key.clone(),
+        lock: claim.lock.clone(),
+        run: claim.run.clone(),
+    };
     Some(tokio::spawn(async move {
         let mut warned = false;
         loop {
             tokio::time::sleep(crate::layout::heartbeat()).await;
-            let put = put_lock(&client, &bucket, &lock, &key, &object, "alive", false).await;
+            let put = put_lock(&client, &bucket, &lock, &claim, &object, "alive", false).await;
             if let Err(e) = put {
                 if !warned {
                     let err = s3::describe(

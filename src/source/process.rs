@@ -16,7 +16,8 @@ use tokio::sync::{oneshot, watch};
 
 /// Lines of stderr kept for the error message.
 const TAIL_LINES: usize = 20;
-/// How long stderr may stay open after the child exited before its verdict is given anyway.
+/// How long stderr may stay open and silent after the child exited before its verdict is given
+/// anyway.
 const STDERR_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A child that did not exit 0: who, how it ended, what it said last, and what to do.
@@ -214,6 +215,8 @@ pub fn failure(err: &std::io::Error) -> Option<&Failed> {
 /// The drained stderr of one child: wait for [`Stderr::finish`] after the child exited.
 struct Stderr {
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// Lines drained so far: the drain is alive while this moves.
+    lines: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -222,6 +225,8 @@ impl Stderr {
     fn drain<R: AsyncRead + Unpin + Send + 'static>(stderr: R, forward: bool) -> Self {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let kept = tail.clone();
+        let lines = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = lines.clone();
         let task = tokio::spawn(async move {
             let mut reader = BufReader::new(stderr);
             let mut buf = Vec::new();
@@ -241,16 +246,29 @@ impl Stderr {
                     tail.pop_front();
                 }
                 tail.push_back(line.to_string());
+                drop(tail);
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 buf.clear();
             }
         });
-        Self { tail, task }
+        Self { tail, lines, task }
     }
 
     /// Waits for EOF (the child has exited and closed stderr) and returns the last lines joined
-    /// with ` | `, or `no output on stderr`.
-    async fn finish(mut self, within: std::time::Duration) -> String {
-        let _ = tokio::time::timeout(within, &mut self.task).await;
+    /// with ` | `, or `no output on stderr`. Stops waiting once no line came for `idle`: a
+    /// process the child started may hold stderr open for ever, while a drain that is merely
+    /// behind (a slow log reader) keeps moving and is waited for, so the last line (pg_dump's
+    /// fatal one) is not lost.
+    async fn finish(mut self, idle: std::time::Duration) -> String {
+        loop {
+            let before = self.lines.load(std::sync::atomic::Ordering::Relaxed);
+            if tokio::time::timeout(idle, &mut self.task).await.is_ok() {
+                break;
+            }
+            if self.lines.load(std::sync::atomic::Ordering::Relaxed) == before {
+                break;
+            }
+        }
         self.tail_text()
     }
 
