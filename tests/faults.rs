@@ -484,25 +484,30 @@ async fn a_store_without_any_conditional_write_still_takes_backups() {
     on_both_stores(no_conditional_writes).await;
 }
 
-/// The answer to CompleteMultipartUpload is lost (its body stalls past the request timeout),
-/// so the SDK sends it again and the store answers that the upload is gone or the key taken.
-/// The object at the key carries this run's `run` metadata: the backup is reported complete,
-/// with a warning, not as failed or as someone else's object.
-async fn lost_complete_answer(store: Store) {
-    let bucket = store.bucket("faults-lostdone").await;
+/// A proxy whose first CompleteMultipartUpload answer stalls for 30 s, past the timeout.
+fn answer_of_complete_lost(store: Store) -> Proxy {
     let proxy = Proxy::start(&store.endpoint());
     proxy.fail(
         Op::CompleteMultipartUpload,
         1,
         Fault::StallBody(Duration::from_secs(30)),
     );
-    let out = run(backup_with(
-        store,
-        &bucket,
-        &proxy.url(),
-        &["--request-timeout", "1"],
-    ))
-    .await;
+    proxy
+}
+
+/// The fixed input through `proxy`, with a 1 s request timeout.
+fn backup_quick_timeout(store: Store, bucket: &str, proxy: &Proxy) -> Run {
+    backup_with(store, bucket, &proxy.url(), &["--request-timeout", "1"])
+}
+
+/// The answer to CompleteMultipartUpload is lost (its body stalls past the request timeout),
+/// so the SDK sends it again and the store answers that the upload is gone or the key taken.
+/// The object at the key carries this run's `run` metadata: the backup is reported complete,
+/// with a warning, not as failed or as someone else's object.
+async fn lost_complete_answer(store: Store) {
+    let bucket = store.bucket("faults-lostdone").await;
+    let proxy = answer_of_complete_lost(store);
+    let out = run(backup_quick_timeout(store, &bucket, &proxy)).await;
     let json = out.ok();
     check_object(store, &bucket, &json).await;
     assert!(
@@ -1561,25 +1566,14 @@ async fn a_failed_second_look_at_the_key_leaves_no_lock() {
 /// that nothing was stored, nor prints an abort for parts that are gone; the object is there.
 async fn lost_answer_without_read(store: Store) {
     let bucket = store.bucket("faults-lostnoread").await;
-    let proxy = Proxy::start(&store.endpoint());
-    proxy.fail(
-        Op::CompleteMultipartUpload,
-        1,
-        Fault::StallBody(Duration::from_secs(30)),
-    );
+    let proxy = answer_of_complete_lost(store);
     // The claim's two looks at the key pass; every HeadObject after them is denied.
     proxy.fail(
         Op::HeadObject,
         3,
         Fault::Always(Box::new(Fault::Status(403))),
     );
-    let out = run(backup_with(
-        store,
-        &bucket,
-        &proxy.url(),
-        &["--request-timeout", "1"],
-    ))
-    .await;
+    let out = run(backup_quick_timeout(store, &bucket, &proxy)).await;
     assert!(
         !out.stderr.contains("nothing was stored"),
         "{store:?}: {}",
