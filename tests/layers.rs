@@ -135,6 +135,25 @@ fn literal_prefix(b: &[char], i: usize) -> Option<(usize, bool, usize)> {
     (b.get(k) == Some(&'"')).then_some((k + 1, raw, hashes))
 }
 
+/// The length of the `{ ... }` group `text` starts with, braces balanced (all of `text` if it
+/// never closes).
+fn group_len(text: &str) -> usize {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
+}
+
 /// The code of a file without comments, string and char literals (emptied), and
 /// `#[cfg(test)] mod ... { }` blocks: what the compiler builds outside tests.
 fn code_of(text: &str) -> String {
@@ -220,21 +239,7 @@ fn code_of(text: &str) -> String {
             continue;
         };
         let start = at + "#[cfg(test)]".len() + (after.len() - trimmed.len()) + 4 + open;
-        let mut depth = 0;
-        let mut end = out.len();
-        for (k, c) in out[start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = start + k + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let end = start + group_len(&out[start..]);
         out.replace_range(at..end, "");
     }
     out
@@ -269,38 +274,13 @@ fn references(file: &Path, modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> 
                 base.pop();
                 rest = more;
             }
-            let end = if rest.starts_with('{') {
-                let mut depth = 0;
-                rest.char_indices()
-                    .find(|(_, c)| {
-                        match c {
-                            '{' => depth += 1,
-                            '}' => depth -= 1,
-                            _ => {}
-                        }
-                        depth == 0
-                    })
-                    .map_or(rest.len(), |(i, _)| i + 1)
+            let path_end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let end = if rest[path_end..].starts_with('{') {
+                path_end + group_len(&rest[path_end..])
             } else {
-                let path_end = rest
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(rest.len());
-                if rest[path_end..].starts_with('{') {
-                    let mut depth = 0;
-                    rest[path_end..]
-                        .char_indices()
-                        .find(|(_, c)| {
-                            match c {
-                                '{' => depth += 1,
-                                '}' => depth -= 1,
-                                _ => {}
-                            }
-                            depth == 0
-                        })
-                        .map_or(rest.len(), |(i, _)| path_end + i + 1)
-                } else {
-                    path_end
-                }
+                path_end
             };
             let tree = rest[..end].trim_end_matches(':');
             let glob_follows = rest[end..].trim_start().starts_with('*');
