@@ -42,7 +42,9 @@ pub const INPUTS: &[(&str, &str, Kind)] = &[
     ("keep-monthly", "--keep-monthly", Kind::Value),
     ("keep-yearly", "--keep-yearly", Kind::Value),
     ("keep-within", "--keep-within", Kind::Value),
+    ("compression", "--compression", Kind::Value),
     ("compression-level", "--compression-level", Kind::Value),
+    ("age-recipients", "--age-recipient", Kind::Lines),
     ("format", "--format", Kind::Value),
     ("pg-dump-args", "--pg-dump-arg", Kind::Lines),
     ("storage-class", "--storage-class", Kind::Value),
@@ -74,6 +76,7 @@ const SECRET_ENV: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "PGPASSWORD",
+    "AGE_IDENTITY",
 ];
 
 /// Flags and variables that hold a database connection string (and so maybe a password).

@@ -2,7 +2,7 @@
 //! and directory patterns that match the keys `layout` writes, the schedule, and the keep
 //! policy's expressible part. Pure: it builds text and never touches the network.
 
-use crate::layout::{BackupId, DumpFormat};
+use crate::layout::{BackupId, Codec, DumpFormat};
 use crate::retention::{Policy, Span};
 
 /// What the backmon definition describes.
@@ -11,6 +11,8 @@ pub struct Backmon<'a> {
     pub prefix: &'a str,
     pub database: &'a str,
     pub format: DumpFormat,
+    /// backmon matches one file pattern: the codec the backups are written with.
+    pub codec: Codec,
     pub schedule: &'a str,
     pub max_age: &'a str,
     pub retention: &'a Policy,
@@ -35,11 +37,8 @@ pub fn definition(b: &Backmon) -> String {
     let dir_name = BackupId::database_prefix("", b.database);
     let encoded = dir_name.trim_end_matches('/');
     let directory = format!("{}{encoded}", b.prefix).replace('%', "%%");
-    let file = format!(
-        "{}-%Y%M%DT%h%m%sZ{}",
-        encoded.replace('%', "%%"),
-        b.format.extension()
-    );
+    let extension = format!("{}{}", b.format.extension(), b.codec.extension());
+    let file = format!("{}-%Y%M%DT%h%m%sZ{extension}", encoded.replace('%', "%%"),);
     let (count, age, unexpressed) = backmon_retention(b.retention);
     let mut out = String::new();
     let mut line = |s: &str| {
@@ -58,9 +57,8 @@ pub fn definition(b: &Backmon) -> String {
     ));
     line("# and reads this file at its root. Schema: backmon's backup/raw.go (dreitier/backmon).");
     line(&format!(
-        "# Keys: {}{encoded}/{encoded}-YYYYMMDDTHHMMSSZ{} (UTC). A second backup in the same",
+        "# Keys: {}{encoded}/{encoded}-YYYYMMDDTHHMMSSZ{extension} (UTC). A second backup in the same",
         b.prefix,
-        b.format.extension()
     ));
     line("# second gets a -2 suffix and is not matched; the first one of that second is.");
     line("# Max age: backmon has no max-age key; it alerts when no file appeared since the");
@@ -183,16 +181,21 @@ mod tests {
     #[test]
     fn definition_patterns_match_the_keys_this_tool_writes() {
         let policy = Policy::default();
-        for (db, format) in [
-            ("app", DumpFormat::Plain),
-            ("my db/100%", DumpFormat::Custom),
-            ("it's", DumpFormat::Plain),
+        let zstd_age = Codec {
+            compression: crate::layout::Compression::Zstd,
+            encrypted: true,
+        };
+        for (db, format, codec) in [
+            ("app", DumpFormat::Plain, Codec::default()),
+            ("my db/100%", DumpFormat::Custom, Codec::default()),
+            ("it's", DumpFormat::Plain, zstd_age),
         ] {
             let def = definition(&Backmon {
                 bucket: "b-1",
                 prefix: "prod/x/",
                 database: db,
                 format,
+                codec,
                 schedule: "0 3 * * *",
                 max_age: "26h",
                 retention: &policy,
@@ -202,6 +205,7 @@ mod tests {
                 Utc.with_ymd_and_hms(2026, 11, 23, 3, 4, 5).unwrap(),
                 format,
             )
+            .with_codec(codec)
             .key("prod/x/");
             let (dir, file) = key.rsplit_once('/').unwrap();
             let lines: Vec<&str> = def.lines().filter(|l| !l.starts_with('#')).collect();
@@ -213,12 +217,17 @@ mod tests {
             assert!(backmon_matches(&unquote(lines[1]), dir), "{dir}\n{def}");
             assert!(backmon_matches(&unquote(lines[8]), file), "{file}\n{def}");
             let other = if format == DumpFormat::Plain {
-                ".dump.gz"
+                ".dump"
             } else {
-                ".sql.gz"
+                ".sql"
             };
             let wrong = file.replace(format.extension(), other);
             assert!(!backmon_matches(&unquote(lines[8]), &wrong), "{wrong}");
+            let other_codec = file.replace(&codec.extension(), ".zst");
+            assert!(
+                !backmon_matches(&unquote(lines[8]), &other_codec),
+                "{other_codec}"
+            );
             assert!(!backmon_matches(
                 &unquote(lines[8]),
                 &file.replace("2026", "26")
@@ -239,6 +248,7 @@ mod tests {
             prefix: "",
             database: "app",
             format: DumpFormat::Plain,
+            codec: Codec::default(),
             schedule: "30 1 * * 1",
             max_age: "8d",
             retention: &policy,
@@ -255,6 +265,7 @@ mod tests {
             prefix: "",
             database: "app",
             format: DumpFormat::Plain,
+            codec: Codec::default(),
             schedule: "0 3 * * *",
             max_age: "26h",
         });

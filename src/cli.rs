@@ -186,14 +186,21 @@ pub struct BackupArgs {
     /// pg_dump to run instead of the one chosen by the server's major version.
     #[arg(long, env = "PG_DUMP_PATH")]
     pub pg_dump_path: Option<PathBuf>,
-    /// gzip level, 1 (fastest) to 9 (smallest).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "COMPRESSION_LEVEL",
-        default_value = "6"
-    )]
-    pub compression_level: String,
+    /// Compressor: `gzip` (parallel, any tool reads it) or `zstd` (multithreaded, faster and
+    /// smaller; `zstd -d` reads it).
+    #[arg(long, env = "COMPRESSION", default_value = "gzip")]
+    pub compression: String,
+    /// gzip: 1 (fastest) to 9 (smallest), default 6; zstd: 1 to 19, default 3.
+    #[arg(long, allow_hyphen_values = true, env = "COMPRESSION_LEVEL")]
+    pub compression_level: Option<String>,
+    /// Encrypt the backup to this age public key (`age1...`, or an ssh-ed25519/ssh-rsa public
+    /// key); repeatable: any one recipient's identity decrypts it. Env AGE_RECIPIENTS takes a
+    /// comma- or newline-separated list.
+    #[arg(long = "age-recipient", allow_hyphen_values = true)]
+    pub age_recipients: Vec<String>,
+    /// A file of age recipients, one per line (`#` comments), as `age -R` reads it.
+    #[arg(long, env = "AGE_RECIPIENTS_FILE")]
+    pub age_recipients_file: Option<PathBuf>,
     /// Compression threads (default: all cores).
     #[arg(long, allow_hyphen_values = true, env = "COMPRESSION_THREADS")]
     pub threads: Option<String>,
@@ -279,6 +286,10 @@ pub struct RestoreArgs {
     /// Restore even if the target database already has tables.
     #[arg(long)]
     pub force: bool,
+    /// age identity to decrypt an encrypted backup with: age-keygen's key file, or an
+    /// unencrypted OpenSSH private key. Env AGE_IDENTITY may hold the identity itself instead.
+    #[arg(long, env = "AGE_IDENTITY_FILE")]
+    pub age_identity: Option<PathBuf>,
     /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
     /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
     #[arg(long, allow_hyphen_values = true)]
@@ -294,6 +305,10 @@ pub struct VerifyArgs {
     /// Also restore into this scratch database and count its tables.
     #[arg(long)]
     pub restore_check: Option<String>,
+    /// age identity to decrypt an encrypted backup with: age-keygen's key file, or an
+    /// unencrypted OpenSSH private key. Env AGE_IDENTITY may hold the identity itself instead.
+    #[arg(long, env = "AGE_IDENTITY_FILE")]
+    pub age_identity: Option<PathBuf>,
     /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
     /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
     #[arg(long, allow_hyphen_values = true)]
@@ -324,6 +339,12 @@ pub struct CheckArgs {
     /// `custom`: .dump.gz).
     #[arg(long, env = "PG_DUMP_FORMAT", default_value = "plain")]
     pub format: String,
+    /// With --backmon-definition: the compressor the backups use (`gzip` or `zstd`).
+    #[arg(long, env = "COMPRESSION", default_value = "gzip")]
+    pub compression: String,
+    /// With --backmon-definition: the backups are encrypted with age (keys end in `.age`).
+    #[arg(long)]
+    pub encrypted: bool,
     /// With --backmon-definition: the keep rules the backups are pruned with.
     #[command(flatten)]
     pub retention: RetentionArgs,

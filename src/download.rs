@@ -1,25 +1,32 @@
 //! The reverse pipeline for `restore` and `verify`: GetObject body → sha256 of the stored bytes
-//! → gzip decoding (CRC and length checked by the decoder) → a [`Sink`]: the statements applied
-//! to a target database, a checked copy on stdout, or a client's stdin. Never holds the object
-//! in memory or on disk. A sink's `finish` (the COMMIT, the held-back end of an archive) runs
-//! only after the gzip trailer and the sha256 were checked, so nothing fed from here can finish
-//! a restore of a damaged object, even if this process is killed. A body that stops arriving
-//! for `--request-timeout` fails instead of hanging.
+//! → age decryption when the key ends in `.age` (each 64 KiB chunk authenticated) → gzip or
+//! zstd decoding (CRC and length, or the frame checksum, checked by the decoder) → a [`Sink`]:
+//! the statements applied to a target database, a checked copy on stdout, or a client's stdin.
+//! Never holds the object in memory or on disk. A sink's `finish` (the COMMIT, the held-back end
+//! of an archive) runs only after the stream's end, the last encrypted chunk and the sha256
+//! were checked, so nothing fed from here can finish a restore of a damaged object, even if this
+//! process is killed. A body that stops arriving for `--request-timeout` fails instead of
+//! hanging.
 
-use crate::layout::{BackupId, DumpFormat};
+use crate::crypt::{self, Identities};
+use crate::error::usage;
+use crate::layout::{BackupId, Codec, Compression, DumpFormat};
 use crate::s3::{self, describe};
 use crate::source::process::Process;
 use crate::sql_script::{Event, Script};
 use crate::target::Target;
 use anyhow::{bail, Context, Result};
-use async_compression::tokio::bufread::GzipDecoder;
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 
 /// Bytes of a custom-format archive held back until everything is checked: pg_restore cannot
 /// finish (and commit) without the archive's last bytes.
@@ -238,20 +245,22 @@ pub async fn stream_archive<S: Sink>(
     Ok(streamed)
 }
 
-/// An opened backup object.
+/// An opened backup object: its GetObject answered and, if it is encrypted, its age header
+/// opened with a matching identity.
 pub struct Opened {
     pub key: String,
     pub format: DumpFormat,
+    pub codec: Codec,
     /// The `sha256` metadata written by `backup`, if any.
     pub expected_sha256: Option<String>,
     pub metadata: std::collections::HashMap<String, String>,
-    body: aws_sdk_s3::primitives::ByteStream,
-    /// How long the body may send nothing (the client's `--request-timeout`).
-    idle: Duration,
+    /// The compressed stream: the body, or what decrypting it gives.
+    stored: Pin<Box<dyn AsyncRead + Send>>,
+    hashed: Arc<Mutex<Hashed>>,
 }
 
-/// What streaming found; returned only when the gzip stream, the sha256 and the transform
-/// were all good.
+/// What streaming found; returned only when the compressed stream, the encryption (if any), the
+/// sha256 and the transform were all good.
 #[derive(Debug)]
 pub struct Streamed {
     pub stored_bytes: u64,
@@ -259,16 +268,59 @@ pub struct Streamed {
     pub sha256: String,
 }
 
-pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Result<Opened> {
+/// The format and codec of `key`: as its name says when it is this tool's key under `prefix`,
+/// else by its ending; an ending this tool does not write is read as a gzip plain dump.
+pub fn kind_of(prefix: &str, key: &str) -> (DumpFormat, Codec) {
+    match BackupId::parse(prefix, key) {
+        Some(id) => (id.format, id.codec),
+        None => Codec::of_name(key)
+            .map(|(_, format, codec)| (format, codec))
+            .unwrap_or((DumpFormat::Plain, Codec::default())),
+    }
+}
+
+/// Refuses (a usage error, before anything is read) an encrypted key when no identity was
+/// given.
+pub fn check_decryptable(prefix: &str, key: &str, identities: Option<&Identities>) -> Result<()> {
+    if kind_of(prefix, key).1.encrypted && identities.is_none() {
+        return Err(usage!(
+            "{key} is encrypted with age and no identity was given: pass --age-identity KEY_FILE (env AGE_IDENTITY_FILE), or put the identity itself in AGE_IDENTITY"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `key` to read its stored bytes as they are, encrypted or not ([`stream_stored`]).
+pub async fn open_stored(client: &Client, bucket: &str, key: &str) -> Result<Opened> {
+    get(
+        client,
+        bucket,
+        key,
+        (DumpFormat::Plain, Codec::default()),
+        None,
+    )
+    .await
+}
+
+pub async fn open(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    key: &str,
+    identities: Option<&Identities>,
+) -> Result<Opened> {
+    check_decryptable(prefix, key, identities)?;
+    get(client, bucket, key, kind_of(prefix, key), identities).await
+}
+
+async fn get(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    (format, codec): (DumpFormat, Codec),
+    identities: Option<&Identities>,
+) -> Result<Opened> {
     let uri = format!("s3://{bucket}/{key}");
-    let format =
-        BackupId::parse(prefix, key)
-            .map(|id| id.format)
-            .unwrap_or(if key.ends_with(".dump.gz") {
-                DumpFormat::Custom
-            } else {
-                DumpFormat::Plain
-            });
     let out = client
         .get_object()
         .bucket(bucket)
@@ -277,46 +329,71 @@ pub async fn open(client: &Client, bucket: &str, prefix: &str, key: &str) -> Res
         .await
         .map_err(|e| describe("GetObject", &uri, &e))?;
     let metadata = out.metadata().cloned().unwrap_or_default();
+    let idle = s3::request_timeout(client);
+    let hashed = Arc::new(Mutex::new(Hashed::default()));
+    let body = Hashing {
+        inner: out.body.into_async_read(),
+        hashed: hashed.clone(),
+        idle,
+        deadline: Box::pin(tokio::time::sleep(idle)),
+        waiting: false,
+    };
+    let stored: Pin<Box<dyn AsyncRead + Send>> = match identities {
+        Some(ids) if codec.encrypted => Box::pin(ids.decrypt(body, key).await?),
+        _ => Box::pin(body),
+    };
     Ok(Opened {
         key: key.to_string(),
         format,
+        codec,
         expected_sha256: metadata.get("sha256").cloned(),
         metadata,
-        body: out.body,
-        idle: s3::request_timeout(client),
+        stored,
+        hashed,
     })
 }
 
-/// Streams the decompressed dump into `sink`. Fails, naming the problem, on a damaged gzip
-/// stream (bad CRC or length, truncation), a sha256 that differs from the metadata, or a
-/// refusal of the sink; the sink's `finish` runs only when all of them passed.
+/// Streams the decompressed dump into `sink`. Fails, naming the problem, on a damaged
+/// compressed stream (bad CRC, length or checksum, truncation), an encrypted chunk that does not
+/// authenticate, a sha256 that differs from the metadata, or a refusal of the sink; the sink's
+/// `finish` runs only when all of them passed.
 pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Streamed> {
-    let mut hashing = Hashing {
-        inner: opened.body.into_async_read(),
-        hasher: Sha256::new(),
-        bytes: 0,
-        idle: opened.idle,
-        deadline: Box::pin(tokio::time::sleep(opened.idle)),
-        waiting: false,
+    let Opened {
+        key,
+        codec,
+        expected_sha256,
+        stored,
+        hashed,
+        ..
+    } = opened;
+    let name = codec.compression.name();
+    let failed = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            anyhow::anyhow!(
+                "S3 stopped sending {key}: {e}: check the network, or raise --request-timeout"
+            )
+        } else if crypt::is_damage(&e) {
+            anyhow::anyhow!(
+                "{key} is damaged: {e}: restore an older backup (see `pg-s3-backup list`)"
+            )
+        } else {
+            anyhow::anyhow!("the {name} stream of {key} is damaged: {e}: restore an older backup (see `pg-s3-backup list`)")
+        }
     };
+    let mut input = BufReader::new(stored);
     let mut raw_bytes = 0u64;
     // A refusal stops the feeding at once, but the object is read on a little: if it is
     // damaged, that is the cause to report (a flipped bit decodes to garbage a script refuses).
     let mut refused: Option<(anyhow::Error, u64)> = None;
     {
-        let mut decoder = GzipDecoder::new(BufReader::new(&mut hashing));
+        // Each decoder takes exactly one gzip member or zstd frame from `input`.
+        let mut decoder: Pin<Box<dyn AsyncRead + Send + '_>> = match codec.compression {
+            Compression::Gzip => Box::pin(GzipDecoder::new(&mut input)),
+            Compression::Zstd => Box::pin(ZstdDecoder::new(&mut input)),
+        };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = decoder.read(&mut buf).await.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::TimedOut {
-                    anyhow::anyhow!(
-                        "S3 stopped sending {}: {e}: check the network, or raise --request-timeout",
-                        opened.key
-                    )
-                } else {
-                    anyhow::anyhow!("the gzip stream of {} is damaged: {e}: restore an older backup (see `pg-s3-backup list`)", opened.key)
-                }
-            })?;
+            let n = decoder.read(&mut buf).await.map_err(failed)?;
             if n == 0 {
                 break;
             }
@@ -329,25 +406,25 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
                 continue;
             }
             if let Err(e) = sink.feed(&buf[..n]).await {
-                refused = Some((e.context(opened.key.clone()), raw_bytes));
+                refused = Some((e.context(key.clone()), raw_bytes));
             }
         }
-        // Bytes after the gzip member would be ignored by the decoder; a backup has none.
-        // Some may already sit in the decoder's read buffer.
-        if !decoder.get_ref().buffer().is_empty() {
-            bail!("{} has data after the end of its gzip stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)", opened.key);
-        }
     }
-    let mut rest = [0u8; 1];
-    if hashing.read(&mut rest).await? != 0 {
-        bail!("{} has data after the end of its gzip stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)", opened.key);
+    // Bytes after the stream's end would be ignored by the decoder; a backup has none. Some may
+    // already sit in the read buffer. For an encrypted object this read is also where the last
+    // chunk authenticates as the last.
+    let after = input.fill_buf().await.map_err(failed)?;
+    if !after.is_empty() {
+        bail!("{key} has data after the end of its {name} stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)");
     }
-    let sha256 = hex::encode(hashing.hasher.finalize());
-    match &opened.expected_sha256 {
+    let (stored_bytes, sha256) = {
+        let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
+        (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
+    };
+    match &expected_sha256 {
         Some(expected) if *expected != sha256 => {
             bail!(
-                "sha256 of {} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)",
-                opened.key
+                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
             )
         }
         _ => {}
@@ -355,20 +432,64 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     if let Some((e, _)) = refused {
         return Err(e);
     }
-    sink.finish().await.context(opened.key.clone())?;
+    sink.finish().await.context(key.clone())?;
     Ok(Streamed {
-        stored_bytes: hashing.bytes,
+        stored_bytes,
         raw_bytes,
         sha256,
     })
+}
+
+/// Reads the stored bytes to their end and checks their sha256 against the metadata, without
+/// decrypting: what a host without the identity can check of an encrypted backup.
+pub async fn stream_stored(opened: Opened) -> Result<Streamed> {
+    let Opened {
+        key,
+        expected_sha256,
+        mut stored,
+        hashed,
+        ..
+    } = opened;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stored.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => bail!(
+                "S3 stopped sending {key}: {e}: check the network, or raise --request-timeout"
+            ),
+        }
+    }
+    let (stored_bytes, sha256) = {
+        let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
+        (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
+    };
+    match &expected_sha256 {
+        Some(expected) if *expected != sha256 => bail!(
+            "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
+        ),
+        Some(_) => {}
+        None => bail!("{key} has no sha256 metadata, and without an identity nothing else of it can be checked: verify it with --age-identity"),
+    }
+    Ok(Streamed {
+        stored_bytes,
+        raw_bytes: 0,
+        sha256,
+    })
+}
+
+/// The stored bytes read so far: their count and running sha256.
+#[derive(Default)]
+struct Hashed {
+    hasher: Sha256,
+    bytes: u64,
 }
 
 /// Hashes and counts the stored bytes as the decoder reads them, and fails the read when the
 /// body sends nothing for `idle` (the SDK's attempt timeout ends when the headers arrive).
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
-    bytes: u64,
+    hashed: Arc<Mutex<Hashed>>,
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// The last read was Pending: `deadline` runs.
@@ -388,8 +509,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
             Poll::Ready(result) => {
                 if result.is_ok() {
                     let fresh = &buf.filled()[before..];
-                    this.bytes += fresh.len() as u64;
-                    this.hasher.update(fresh);
+                    let mut hashed = this.hashed.lock().unwrap_or_else(|p| p.into_inner());
+                    hashed.bytes += fresh.len() as u64;
+                    hashed.hasher.update(fresh);
                 }
                 this.waiting = false;
             }

@@ -1,6 +1,8 @@
-//! Object keys: `{prefix}{db}/{db}-{YYYYMMDD}T{HHMMSS}Z[-{n}].{sql|dump}.gz`, written and parsed
-//! here and nowhere else, so that list, prune and restore only ever see keys this tool wrote;
-//! and the `.lock` object that claims a key while its backup runs. It does not talk to S3.
+//! Object keys: `{prefix}{db}/{db}-{YYYYMMDD}T{HHMMSS}Z[-{n}].{sql|dump}.{gz|zst}[.age]`,
+//! written and parsed here and nowhere else, so that list, prune and restore only ever see keys
+//! this tool wrote; and the `.lock` object that claims a key while its backup runs. The codec
+//! (compression, encryption) is part of the key but not of the series: every codec of a
+//! database is one list of backups. It does not talk to S3.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -40,8 +42,8 @@ pub enum DumpFormat {
 impl DumpFormat {
     pub fn extension(self) -> &'static str {
         match self {
-            Self::Plain => ".sql.gz",
-            Self::Custom => ".dump.gz",
+            Self::Plain => ".sql",
+            Self::Custom => ".dump",
         }
     }
 
@@ -50,6 +52,91 @@ impl DumpFormat {
             Self::Plain => "plain",
             Self::Custom => "custom",
         }
+    }
+}
+
+/// How the dump's bytes were compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Self; 2] = [Self::Gzip, Self::Zstd];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Gzip => ".gz",
+            Self::Zstd => ".zst",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// What was done to the dump's bytes before they were stored: compressed, then (optionally)
+/// encrypted to age recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub compression: Compression,
+    /// age v1, public-key: only a holder of a recipient's identity reads it.
+    pub encrypted: bool,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Gzip,
+            encrypted: false,
+        }
+    }
+}
+
+const AGE_SUFFIX: &str = ".age";
+
+impl Codec {
+    pub fn extension(self) -> String {
+        let age = if self.encrypted { AGE_SUFFIX } else { "" };
+        format!("{}{age}", self.compression.extension())
+    }
+
+    /// The stored object's Content-Type.
+    pub fn content_type(self) -> &'static str {
+        match (self.encrypted, self.compression) {
+            (true, _) => "application/octet-stream",
+            (false, Compression::Gzip) => "application/gzip",
+            (false, Compression::Zstd) => "application/zstd",
+        }
+    }
+
+    /// The format and codec a file name ends in (`.sql.zst.age`, ...), wherever the key is;
+    /// `None` for any other ending.
+    pub fn of_name(name: &str) -> Option<(&str, DumpFormat, Self)> {
+        let (rest, encrypted) = match name.strip_suffix(AGE_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (name, false),
+        };
+        let (rest, compression) = Compression::ALL
+            .into_iter()
+            .find_map(|c| rest.strip_suffix(c.extension()).map(|r| (r, c)))?;
+        let (stem, format) = [DumpFormat::Plain, DumpFormat::Custom]
+            .into_iter()
+            .find_map(|f| rest.strip_suffix(f.extension()).map(|s| (s, f)))?;
+        Some((
+            stem,
+            format,
+            Self {
+                compression,
+                encrypted,
+            },
+        ))
     }
 }
 
@@ -62,9 +149,12 @@ pub struct BackupId {
     /// 0 for the first backup in a second; 2, 3, ... for later ones in the same second.
     pub seq: u32,
     pub format: DumpFormat,
+    /// Not part of the series: list, prune and restore take every codec's backups as one.
+    pub codec: Codec,
 }
 
 impl BackupId {
+    /// A gzip, unencrypted backup; see [`BackupId::with_codec`].
     pub fn new(database: &str, time: DateTime<Utc>, format: DumpFormat) -> Self {
         let time = DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time);
         Self {
@@ -72,7 +162,12 @@ impl BackupId {
             time,
             seq: 0,
             format,
+            codec: Codec::default(),
         }
+    }
+
+    pub fn with_codec(self, codec: Codec) -> Self {
+        Self { codec, ..self }
     }
 
     /// The next key to try when this one is taken.
@@ -92,9 +187,10 @@ impl BackupId {
             format!("-{}", self.seq)
         };
         format!(
-            "{prefix}{db}/{db}-{}{seq}{}",
+            "{prefix}{db}/{db}-{}{seq}{}{}",
             self.time.format(TIME_FORMAT),
-            self.format.extension()
+            self.format.extension(),
+            self.codec.extension()
         )
     }
 
@@ -123,9 +219,7 @@ impl BackupId {
         if database.is_empty() || encode_db(&database) != dir {
             return None;
         }
-        let (stem, format) = [DumpFormat::Plain, DumpFormat::Custom]
-            .into_iter()
-            .find_map(|f| file.strip_suffix(f.extension()).map(|s| (s, f)))?;
+        let (stem, format, codec) = Codec::of_name(file)?;
         let (stamp, seq) = match stem.split_once("Z-") {
             Some((stamp, seq)) => (format!("{stamp}Z"), parse_seq(seq)?),
             None => (stem.to_string(), 0),
@@ -141,6 +235,7 @@ impl BackupId {
             time,
             seq,
             format,
+            codec,
         })
     }
 }
@@ -189,6 +284,56 @@ mod tests {
     }
 
     #[test]
+    fn every_codec_has_its_own_ending_and_parses_back() {
+        let id = BackupId::new("app", at(2026, 11, 23, 3, 4, 5), DumpFormat::Plain);
+        let mut endings = Vec::new();
+        for format in [DumpFormat::Plain, DumpFormat::Custom] {
+            for compression in Compression::ALL {
+                for encrypted in [false, true] {
+                    let codec = Codec {
+                        compression,
+                        encrypted,
+                    };
+                    let id = BackupId {
+                        format,
+                        ..id.clone().with_codec(codec)
+                    };
+                    let key = id.key("p/");
+                    assert_eq!(BackupId::parse("p/", &key), Some(id.clone()), "{key}");
+                    endings.push(
+                        key.trim_start_matches("p/app/app-20261123T030405Z")
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            endings,
+            [
+                ".sql.gz",
+                ".sql.gz.age",
+                ".sql.zst",
+                ".sql.zst.age",
+                ".dump.gz",
+                ".dump.gz.age",
+                ".dump.zst",
+                ".dump.zst.age"
+            ]
+        );
+        let zstd = Codec {
+            compression: Compression::Zstd,
+            encrypted: false,
+        };
+        assert_eq!(zstd.content_type(), "application/zstd");
+        assert_eq!(Codec::default().content_type(), "application/gzip");
+        let age = Codec {
+            encrypted: true,
+            ..zstd
+        };
+        assert_eq!(age.content_type(), "application/octet-stream");
+    }
+
+    #[test]
     fn awkward_database_names_round_trip() {
         for name in [
             "my db",
@@ -222,6 +367,12 @@ mod tests {
             "y/app/app-20261123T030405Z.sql.gz",
             "x/a%2fb/a%2fb-20261123T030405Z.sql.gz",
             "x/app/app-20261123T030405Z.sql.gz.lock",
+            "x/app/app-20261123T030405Z.sql.age",
+            "x/app/app-20261123T030405Z.sql.age.gz",
+            "x/app/app-20261123T030405Z.sql.zst.age.age",
+            "x/app/app-20261123T030405Z.sql.zstd",
+            "x/app/app-20261123T030405Z.zst",
+            "x/app/app-20261123T030405Z.sql.gz.zst",
         ] {
             assert_eq!(BackupId::parse("x/", key), None, "{key}");
         }
@@ -257,7 +408,7 @@ mod tests {
                 other in "[a-z0-9%.-]{1,6}",
                 ts in "20[0-9]{2}[01][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-6][0-9]Z?",
                 seq in "(-[0-9]{1,2})?",
-                ext in prop::sample::select(vec![".sql.gz", ".dump.gz", ".gz", ".sql", ".sql.gz.tmp"]),
+                ext in prop::sample::select(vec![".sql.gz", ".dump.gz", ".gz", ".sql", ".sql.gz.tmp", ".sql.zst", ".dump.zst.age", ".sql.age", ".age", ".zst.age", ".sql.gz.age.age"]),
             ) {
                 let file_db = if same { db.clone() } else { other };
                 let key = format!("x/{db}/{file_db}-{ts}{seq}{ext}");
@@ -268,9 +419,11 @@ mod tests {
 
             /// Every id round-trips through its key, whatever the database name.
             #[test]
-            fn written_keys_parse_back(name in "\\PC{1,20}", secs in 0i64..4_000_000_000, seq in prop_oneof![Just(0u32), 2u32..50], custom: bool) {
+            fn written_keys_parse_back(name in "\\PC{1,20}", secs in 0i64..4_000_000_000, seq in prop_oneof![Just(0u32), 2u32..50], custom: bool, zstd: bool, encrypted: bool) {
                 let format = if custom { DumpFormat::Custom } else { DumpFormat::Plain };
-                let id = BackupId { seq, ..BackupId::new(&name, DateTime::from_timestamp(secs, 0).unwrap(), format) };
+                let compression = if zstd { Compression::Zstd } else { Compression::Gzip };
+                let codec = Codec { compression, encrypted };
+                let id = BackupId { seq, ..BackupId::new(&name, DateTime::from_timestamp(secs, 0).unwrap(), format).with_codec(codec) };
                 prop_assert_eq!(BackupId::parse("p/q/", &id.key("p/q/")), Some(id));
             }
         }

@@ -1,5 +1,6 @@
-//! pg-s3-backup: stream `pg_dump` through parallel gzip into an S3 multipart upload.
-//! The pipeline is source (`source`) -> transform (`compress`) -> sink (`upload`); commands wire
+//! pg-s3-backup: stream `pg_dump` through parallel gzip or zstd (and, when asked, age
+//! encryption) into an S3 multipart upload.
+//! The pipeline is source (`source`) -> transform (`compress`, `crypt`) -> sink (`upload`); commands wire
 //! the parts together, and `layout` owns the object keys.
 
 pub mod action;
@@ -10,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod compress;
 pub mod config;
+pub mod crypt;
 pub mod download;
 pub mod error;
 pub mod iam;

@@ -16,7 +16,11 @@ pub struct Outcome {
     pub bucket: String,
     pub database: String,
     pub format: &'static str,
-    /// Bytes stored (compressed).
+    /// `gzip` or `zstd`.
+    pub compression: &'static str,
+    /// Encrypted with age to `--age-recipient`s: restore and verify need an identity.
+    pub encrypted: bool,
+    /// Bytes stored (compressed, and encrypted if `encrypted`).
     pub size: u64,
     /// Bytes pg_dump wrote.
     pub raw_size: u64,
@@ -63,6 +67,13 @@ fn to_actions(o: &Outcome) -> Result<()> {
     action::write_summary(&summary_markdown(o))
 }
 
+fn codec(o: &Outcome) -> String {
+    match o.encrypted {
+        true => format!("{}, encrypted with age", o.compression),
+        false => o.compression.to_string(),
+    }
+}
+
 /// The job summary. Every value from outside (names, keys, versions) goes through
 /// `output::markdown_code`, so a database or key name cannot add Markdown or HTML.
 fn summary_markdown(o: &Outcome) -> String {
@@ -78,6 +89,7 @@ fn summary_markdown(o: &Outcome) -> String {
          | Object | {} |\n\
          | Size | {} compressed from {} (ratio {ratio:.1}) |\n\
          | Duration | {:.1} s ({rate:.1} MB/s) |\n\
+         | Codec | {} |\n\
          | pg_dump | {} |\n\
          | Server | {} |\n\
          | sha256 | {} |\n",
@@ -86,6 +98,7 @@ fn summary_markdown(o: &Outcome) -> String {
         HumanBytes(o.size),
         HumanBytes(o.raw_size),
         o.duration_seconds,
+        codec(o),
         md(&o.pg_dump_version),
         md(&format!("PostgreSQL {}", o.server_version)),
         md(&o.sha256)
@@ -142,6 +155,7 @@ fn print(o: &Outcome, json: bool) -> Result<()> {
         "  duration  {:.1} s ({rate:.1} MB/s)",
         o.duration_seconds
     ));
+    output::data_line(format_args!("  codec     {}", codec(o)));
     output::data_line(format_args!("  sha256    {}", o.sha256));
     if let Some(kept) = o.kept_count {
         output::data_line(format_args!(

@@ -118,6 +118,8 @@ impl PartSizer {
 pub struct ObjectSpec {
     pub bucket: String,
     pub key: String,
+    /// The codec's (`application/gzip`, `application/zstd`, ...).
+    pub content_type: &'static str,
     pub metadata: HashMap<String, String>,
     pub storage_class: Option<StorageClass>,
     pub sse: Option<ServerSideEncryption>,
@@ -238,7 +240,7 @@ impl Uploader {
             .create_multipart_upload()
             .bucket(&s.bucket)
             .key(&s.key)
-            .content_type("application/gzip")
+            .content_type(s.content_type)
             .set_metadata(Some(s.metadata.clone()))
             .set_storage_class(s.storage_class.clone())
             .set_server_side_encryption(s.sse.clone())
@@ -321,7 +323,7 @@ impl Uploader {
                     .bucket(&s.bucket)
                     .key(&s.key)
                     .set_if_none_match(condition)
-                    .content_type("application/gzip")
+                    .content_type(s.content_type)
                     .content_length(len as i64)
                     .set_metadata(Some(metadata.clone()))
                     .set_storage_class(s.storage_class.clone())
@@ -398,7 +400,7 @@ impl Uploader {
             .key(&s.key)
             .copy_source(source)
             .metadata_directive(MetadataDirective::Replace)
-            .content_type("application/gzip")
+            .content_type(s.content_type)
             .set_metadata(Some(metadata))
             .set_storage_class(s.storage_class.clone())
             .set_server_side_encryption(s.sse.clone())

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cli",
             "clock",
             "compress",
+            "crypt",
             "error",
             "iam",
             "layout",

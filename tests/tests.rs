@@ -6,6 +6,7 @@ mod support;
 mod action;
 mod auth;
 mod backup;
+mod codecs;
 mod commands;
 mod connect;
 mod container;

@@ -27,7 +27,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     };
     let (server, dump) = or_stop(preflight, "stopped before anything was written").await?;
     let client = s3::client(&cfg.s3).await?;
-    let id = BackupId::new(&server.database, Utc::now(), cfg.format);
+    let id = BackupId::new(&server.database, Utc::now(), cfg.format).with_codec(cfg.codec());
     let claim = claim::claim_key(&client, &cfg.s3, &cfg.object, id).await?;
     let stored = ops::backup::store(&client, &cfg, &server, &dump, &claim).await?;
     let key = claim.key;
@@ -57,6 +57,8 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
         bucket: cfg.s3.bucket.clone(),
         database: server.database,
         format: cfg.format.name(),
+        compression: cfg.codec().compression.name(),
+        encrypted: cfg.codec().encrypted,
         size,
         raw_size: stored.counters.raw(),
         sha256: stored.sha256,
@@ -85,7 +87,12 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
 /// `--verify`: reads the new object back. `false` when a signal stopped it.
 async fn verify(client: &aws_sdk_s3::Client, cfg: &BackupConfig, key: &str) -> Result<bool> {
     output::group("Verify");
-    match or_stop(ops::verify::key(client, &cfg.s3, key), "verify stopped").await {
+    match or_stop(
+        ops::verify::key(client, &cfg.s3, key, None),
+        "verify stopped",
+    )
+    .await
+    {
         Ok(line) => {
             output::note(&line);
             Ok(true)

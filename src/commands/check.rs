@@ -29,6 +29,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             prefix: &cfg.s3.prefix,
             database: db,
             format: b.format,
+            codec: b.codec,
             schedule: &b.schedule,
             max_age: &args.max_age,
             retention: &b.retention,

@@ -18,6 +18,10 @@ struct Row<'a> {
     age_seconds: i64,
     size: u64,
     format: &'static str,
+    /// `gzip` or `zstd`.
+    compression: &'static str,
+    /// Encrypted with age: restore and verify need an identity.
+    encrypted: bool,
     /// Later than now plus the clock tolerance: not a real backup's time, never the newest.
     future: bool,
 }
@@ -40,6 +44,8 @@ pub async fn run(args: &ListArgs) -> Result<()> {
             age_seconds: (now.reference() - b.id.time).num_seconds(),
             size: b.size,
             format: b.id.format.name(),
+            compression: b.id.codec.compression.name(),
+            encrypted: b.id.codec.encrypted,
             future: store::is_future(b, &now),
         })
         .collect();

@@ -13,10 +13,12 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     let cfg = RestoreConfig::from_args(args)?;
     let client = s3::client(&cfg.s3).await?;
     let key = select::key(&client, &cfg.s3, &cfg.which).await?;
+    let identities = cfg.identities.as_ref();
+    download::check_decryptable(&cfg.s3.prefix, &key, identities)?;
     let bucket = &cfg.s3.bucket;
     match &cfg.destination {
         Destination::Stdout => {
-            let opened = download::open(&client, bucket, &cfg.s3.prefix, &key).await?;
+            let opened = download::open(&client, bucket, &cfg.s3.prefix, &key, identities).await?;
             if opened.format == DumpFormat::Plain {
                 output::note(
                     "note: this is the dump as stored; psql runs any meta-command in a script it reads, so feed an object you did not write to `restore --target-url`, which runs none",
@@ -39,7 +41,8 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             ));
         }
         Destination::Database(conn) => {
-            let restored = restore::into(&client, &cfg.s3, &key, conn, cfg.force).await?;
+            let restored =
+                restore::into(&client, &cfg.s3, &key, conn, cfg.force, identities).await?;
             output::data_line(format_args!(
                 "restored s3://{bucket}/{key} into `{}`: {} tables, {} bytes of dump, sha256 {}",
                 restored.database,

@@ -2,12 +2,14 @@
 //! selects, restore's destination, and check's age, schedule and format. No I/O.
 
 use super::{
-    check_bucket, normalize_prefix, parse_abort_after, parse_format, policy_from, S3Config,
+    check_bucket, identities_from, normalize_prefix, parse_abort_after, parse_compression,
+    parse_format, policy_from, S3Config,
 };
 use crate::cli::{CheckArgs, PolicyArgs, PruneArgs, RestoreArgs, Selection, VerifyArgs};
+use crate::crypt::Identities;
 use crate::error::usage;
 use crate::iam::{Features, GitHubTrust, Subject};
-use crate::layout::DumpFormat;
+use crate::layout::{Codec, DumpFormat};
 use crate::retention::Policy;
 use crate::source::conninfo::ConnInfo;
 use anyhow::Result;
@@ -91,6 +93,8 @@ pub struct RestoreConfig {
     pub which: Which,
     pub destination: Destination,
     pub force: bool,
+    /// For encrypted backups.
+    pub identities: Option<Identities>,
 }
 
 impl RestoreConfig {
@@ -112,6 +116,7 @@ impl RestoreConfig {
             which,
             destination,
             force: args.force,
+            identities: identities_from(args.age_identity.as_deref())?,
         })
     }
 }
@@ -122,6 +127,8 @@ pub struct VerifyConfig {
     pub which: Which,
     /// `--restore-check`: a scratch database the backup is also restored into.
     pub scratch: Option<ConnInfo>,
+    /// For encrypted backups.
+    pub identities: Option<Identities>,
 }
 
 impl VerifyConfig {
@@ -136,6 +143,7 @@ impl VerifyConfig {
                     ConnInfo::parse_with_connect_timeout(Some(u), args.connect_timeout.as_deref())
                 })
                 .transpose()?,
+            identities: identities_from(args.age_identity.as_deref())?,
         })
     }
 }
@@ -156,6 +164,7 @@ pub struct CheckConfig {
 pub struct BackmonConfig {
     pub schedule: String,
     pub format: DumpFormat,
+    pub codec: Codec,
     pub retention: Policy,
 }
 
@@ -178,6 +187,10 @@ impl CheckConfig {
             false => None,
             true => Some(BackmonConfig {
                 format: parse_format(&args.format)?,
+                codec: Codec {
+                    compression: parse_compression(&args.compression)?,
+                    encrypted: args.encrypted,
+                },
                 schedule: check_schedule(&args.schedule)?,
                 retention: policy_from(&args.retention)?,
             }),

@@ -5,9 +5,11 @@ mod auth;
 mod commands;
 
 use crate::cli::{BackupArgs, ChecksumArg, RetentionArgs, S3Args};
-use crate::compress::GzipOptions;
+use crate::compress::{self, GzipOptions, ZstdOptions};
+use crate::crypt::{Identities, Recipients};
 use crate::error::usage;
 use crate::layout::DumpFormat;
+use crate::layout::{Codec, Compression};
 use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_PARTS};
 use crate::retention::{Policy, Span};
 use crate::source::conninfo::ConnInfo;
@@ -58,7 +60,10 @@ pub struct BackupConfig {
     pub format: DumpFormat,
     pub pg_dump_args: Vec<String>,
     pub pg_dump_path: Option<PathBuf>,
-    pub gzip: GzipOptions,
+    /// The compressor and its options.
+    pub compress: compress::Options,
+    /// Set: the stored bytes are encrypted to these age recipients.
+    pub recipients: Option<Recipients>,
     pub upload: UploadOptions,
     pub object: ObjectOptions,
     /// Applied after a verified upload; empty means no pruning.
@@ -79,11 +84,12 @@ impl BackupConfig {
             Some(t) => int_in(t, "--threads", 1, 256)? as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let gzip = GzipOptions {
-            level: int_in(&args.compression_level, "--compression-level", 1, 9)? as u32,
+        let compress = compress_options(
+            &args.compression,
+            args.compression_level.as_deref(),
             threads,
-            ..GzipOptions::default()
-        };
+        )?;
+        let recipients = recipients_from(args)?;
         let part_size = parse_size(&args.part_size, "--part-size")?;
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
             return Err(usage!(
@@ -106,7 +112,8 @@ impl BackupConfig {
             format: parse_format(&args.format)?,
             pg_dump_args: crate::source::pg_dump_args::check(&args.pg_dump_args)?,
             pg_dump_path: args.pg_dump_path.clone(),
-            gzip,
+            compress,
+            recipients,
             upload,
             object: ObjectOptions::from_args(args)?,
             retention: policy_from(&args.retention)?,
@@ -118,6 +125,108 @@ impl BackupConfig {
             )?,
             json: args.json,
         })
+    }
+}
+
+impl BackupConfig {
+    /// How the stored bytes are made, as the key and the metadata say it.
+    pub fn codec(&self) -> Codec {
+        Codec {
+            compression: match self.compress {
+                compress::Options::Gzip(_) => Compression::Gzip,
+                compress::Options::Zstd(_) => Compression::Zstd,
+            },
+            encrypted: self.recipients.is_some(),
+        }
+    }
+}
+
+fn compress_options(name: &str, level: Option<&str>, threads: usize) -> Result<compress::Options> {
+    match parse_compression(name)? {
+        Compression::Gzip => Ok(compress::Options::Gzip(GzipOptions {
+            level: level.map_or(Ok(6), |l| int_in(l, "--compression-level", 1, 9))? as u32,
+            threads,
+            ..GzipOptions::default()
+        })),
+        Compression::Zstd => Ok(compress::Options::Zstd(ZstdOptions {
+            level: level.map_or(Ok(compress::ZSTD_DEFAULT_LEVEL.into()), |l| {
+                int_in(l, "--compression-level", 1, 19)
+            })? as i32,
+            threads,
+        })),
+    }
+}
+
+pub fn parse_compression(name: &str) -> Result<Compression> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "gzip" | "gz" => Ok(Compression::Gzip),
+        "zstd" | "zst" => Ok(Compression::Zstd),
+        _ => Err(usage!(
+            "--compression `{name}` is not supported: use gzip or zstd"
+        )),
+    }
+}
+
+/// The age recipients of `--age-recipient`, `--age-recipients-file` and, when neither is given,
+/// AGE_RECIPIENTS (comma- or newline-separated). A file that cannot be read, or any entry that
+/// is not a public key, is a usage error naming where it came from.
+fn recipients_from(args: &BackupArgs) -> Result<Option<Recipients>> {
+    let mut entries: Vec<(String, String)> = args
+        .age_recipients
+        .iter()
+        .map(|r| ("--age-recipient".to_string(), r.clone()))
+        .collect();
+    if let Some(path) = &args.age_recipients_file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage!("--age-recipients-file `{shown}` cannot be read: {e}: give a file of age public keys, one per line")
+        })?;
+        let lines = Recipients::file_entries(&shown, &text);
+        if lines.is_empty() {
+            return Err(usage!(
+                "--age-recipients-file `{shown}` holds no recipient: add one age public key per line"
+            ));
+        }
+        entries.extend(lines);
+    }
+    if entries.is_empty() {
+        if let Some(list) = env_nonempty("AGE_RECIPIENTS") {
+            entries = list
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .enumerate()
+                .map(|(nr, e)| (format!("AGE_RECIPIENTS entry {}", nr + 1), e.to_string()))
+                .collect();
+        }
+    }
+    if let Some((origin, _)) = entries.iter().find(|(_, e)| e.trim().is_empty()) {
+        return Err(usage!(
+            "{origin} is empty: give an age public key (age1...)"
+        ));
+    }
+    Recipients::parse(entries.iter().map(|(o, e)| (o.clone(), e.as_str())))
+}
+
+/// The identities of `--age-identity` (env AGE_IDENTITY_FILE), or AGE_IDENTITY holding one
+/// itself; `None` when neither is set. Both set is a usage error: which one was meant?
+pub fn identities_from(file: Option<&std::path::Path>) -> Result<Option<Identities>> {
+    let inline = std::env::var("AGE_IDENTITY")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    match (file, inline) {
+        (Some(_), Some(_)) => Err(usage!(
+            "both --age-identity (or AGE_IDENTITY_FILE) and AGE_IDENTITY are set: keep one"
+        )),
+        (Some(path), None) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage!("--age-identity `{shown}` cannot be read: {e}: give the key file age-keygen wrote")
+            })?;
+            Identities::parse(&format!("--age-identity `{shown}`"), &text).map(Some)
+        }
+        (None, Some(text)) => Identities::parse("AGE_IDENTITY", &text).map(Some),
+        (None, None) => Ok(None),
     }
 }
 

@@ -3,6 +3,7 @@
 //! ended whole and no signal came; on anything else abort it. The lock is released either way.
 //! It does not verify, prune or print the outcome.
 
+use crate::compress;
 use crate::config::BackupConfig;
 use crate::error::Interrupted;
 use crate::ops::claim::{self, Claim};
@@ -41,6 +42,7 @@ pub async fn store(
     let spec = ObjectSpec {
         bucket: cfg.s3.bucket.clone(),
         key: claim.key.clone(),
+        content_type: cfg.codec().content_type(),
         metadata: base_metadata(cfg, server, dump),
         storage_class: cfg.object.storage_class.clone(),
         sse: cfg.object.sse.clone(),
@@ -144,7 +146,7 @@ fn base_metadata(
     dump: &PgDump,
 ) -> HashMap<String, String> {
     let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
-    HashMap::from([
+    let mut meta = HashMap::from([
         ("format".into(), cfg.format.name().into()),
         ("database".into(), ascii(&server.database)),
         ("server-version".into(), ascii(&server.version_text)),
@@ -153,8 +155,21 @@ fn base_metadata(
             "tool-version".into(),
             format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
         ),
-        ("compression".into(), format!("gzip-{}", cfg.gzip.level)),
-    ])
+    ]);
+    let codec = cfg.codec();
+    // gzip keeps the `gzip-LEVEL` older versions wrote; zstd is `zstd`, its level on its own.
+    let compression = match &cfg.compress {
+        compress::Options::Gzip(g) => format!("gzip-{}", g.level),
+        compress::Options::Zstd(_) => codec.compression.name().to_string(),
+    };
+    meta.insert("compression".into(), compression);
+    meta.insert("compression-level".into(), cfg.compress.level().to_string());
+    if let Some(recipients) = &cfg.recipients {
+        // How many, never which: the header names none either (age recipients are anonymous).
+        meta.insert("encryption".into(), "age".into());
+        meta.insert("age-recipients".into(), recipients.len().to_string());
+    }
+    meta
 }
 
 /// Bytes outside printable ASCII (and `%`) are percent-encoded in metadata values.

@@ -1,9 +1,11 @@
 //! The backup's stream: pg_dump's stdout -> counting and the completeness watch -> parallel gzip
-//! (its own thread) -> sha256 -> the uploader's parts. It stops at the commit: the caller
-//! completes the upload, or aborts it on any error or signal.
+//! or multithreaded zstd (its own thread) -> age encryption, when asked -> sha256 of the stored
+//! bytes -> the uploader's parts. It stops at the commit: the caller completes the upload, or
+//! aborts it on any error or signal.
 
-use crate::compress::{self, GzipOptions};
+use crate::compress;
 use crate::config::BackupConfig;
+use crate::crypt::Recipients;
 use crate::progress::Counters;
 use crate::source::complete::Watch;
 use crate::source::pg_dump::PgDump;
@@ -18,7 +20,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Compressed chunks buffered between the compressor and the uploader. Each is one gzip block
-/// (up to ~512 KiB for incompressible data), so a few keep both sides busy without adding memory.
+/// (up to ~512 KiB for incompressible data), one zstd output buffer (128 KiB) or one age chunk
+/// (64 KiB), so a few keep both sides busy without adding memory.
 const CHANNEL_CHUNKS: usize = 4;
 
 /// Runs the stream up to the commit: pg_dump exited 0, the dump is complete and every part is
@@ -31,7 +34,13 @@ pub async fn run(
 ) -> Result<Ready> {
     let (mut child, stdout) = dump.spawn(&cfg.conn, cfg.format, &cfg.pg_dump_args)?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let compressed = spawn_compressor(stdout, tx, cfg.gzip.clone(), counters.clone())?;
+    let compressed = spawn_compressor(
+        stdout,
+        tx,
+        cfg.compress.clone(),
+        cfg.recipients.clone(),
+        counters.clone(),
+    )?;
     let staged = uploader.stage(rx).await;
     if staged.is_err() {
         // Stop pg_dump now: it may be blocked on a lock and never notice the closed pipe.
@@ -53,7 +62,7 @@ pub async fn run(
     };
     let staged = staged?;
     dumped?;
-    let (stats, sha256, watch) = compressed.context("compressing the dump failed")?;
+    let (raw_bytes, sha256, watch) = compressed.context("compressing the dump failed")?;
     // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
     watch.verdict(cfg.format).map_err(|why| {
         anyhow::anyhow!(
@@ -62,10 +71,10 @@ pub async fn run(
             cfg.format.name()
         )
     })?;
-    debug_assert_eq!(stats.raw_bytes, counters.raw());
+    debug_assert_eq!(raw_bytes, counters.raw());
     let extra = HashMap::from([
         ("sha256".to_string(), sha256.clone()),
-        ("raw-size".to_string(), stats.raw_bytes.to_string()),
+        ("raw-size".to_string(), raw_bytes.to_string()),
     ]);
     Ok(Ready {
         staged,
@@ -81,34 +90,37 @@ pub struct Ready {
     pub sha256: String,
 }
 
-type CompressResult = Result<(compress::GzipStats, String, Watch)>;
+type CompressResult = Result<(u64, String, Watch)>;
 
 /// Runs the (blocking, multi-threaded) compressor on its own thread, reading pg_dump's stdout and
-/// sending gzip chunks to the uploader. Hashing and counting happen here, off the async runtime.
+/// sending compressed, maybe encrypted, chunks to the uploader. Hashing and counting happen
+/// here, off the async runtime.
 fn spawn_compressor(
     stdout: BlockingStdout,
     tx: mpsc::Sender<Bytes>,
-    gzip: GzipOptions,
+    opts: compress::Options,
+    recipients: Option<Recipients>,
     counters: Arc<Counters>,
 ) -> Result<oneshot::Receiver<CompressResult>> {
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
-        .name("gzip".into())
+        .name("compress".into())
         .spawn(move || {
             let mut reader = CountingReader {
                 inner: stdout,
                 counters: counters.clone(),
                 watch: Watch::default(),
+                raw: 0,
             };
-            let mut sink = ChannelSink {
+            let sink = ChannelSink {
                 tx,
                 hasher: Sha256::new(),
                 counters,
             };
-            let result = compress::compress(&mut reader, &mut sink, &gzip)
-                .map(|stats| {
+            let result = encode(&mut reader, sink, &opts, recipients.as_ref())
+                .map(|mut sink| {
                     let sha256 = hex::encode(sink.hasher.finalize_reset());
-                    (stats, sha256, std::mem::take(&mut reader.watch))
+                    (reader.raw, sha256, std::mem::take(&mut reader.watch))
                 })
                 .map_err(anyhow::Error::from);
             let _ = done_tx.send(result);
@@ -117,17 +129,41 @@ fn spawn_compressor(
     Ok(done_rx)
 }
 
+/// Compresses `reader` into `sink`, encrypted to `recipients` if given. The stream's end (the
+/// gzip trailer, the zstd frame's end, age's last chunk) is written only after the input ended
+/// well, so nothing partial is ever a whole stream.
+fn encode(
+    reader: &mut CountingReader,
+    mut sink: ChannelSink,
+    opts: &compress::Options,
+    recipients: Option<&Recipients>,
+) -> std::io::Result<ChannelSink> {
+    match recipients {
+        None => {
+            compress::encode(reader, &mut sink, opts)?;
+            Ok(sink)
+        }
+        Some(recipients) => {
+            let mut encrypted = recipients.encrypt(sink)?;
+            compress::encode(reader, &mut encrypted, opts)?;
+            encrypted.finish()
+        }
+    }
+}
+
 /// pg_dump's stdout, counted, and watched for a complete dump's first and last bytes.
 struct CountingReader {
     inner: BlockingStdout,
     counters: Arc<Counters>,
     watch: Watch,
+    raw: u64,
 }
 
 impl Read for CountingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.counters.add_raw(n as u64);
+        self.raw += n as u64;
         self.watch.see(&buf[..n]);
         Ok(n)
     }

@@ -6,6 +6,7 @@
 //! leaves the target as it was.
 
 use crate::config::S3Config;
+use crate::crypt::Identities;
 use crate::download::{self, Apply, Streamed};
 use crate::error::usage;
 use crate::layout::DumpFormat;
@@ -25,14 +26,16 @@ pub struct Restored {
 }
 
 /// Restores `key` into the database `conn` names, refusing a database that has tables unless
-/// `force`. On any damage the client is killed before end of input: nothing is committed.
+/// `force`, and an encrypted backup without `identities`. On any damage the client is killed before end of input: nothing is committed.
 pub async fn into(
     client: &aws_sdk_s3::Client,
     cfg: &S3Config,
     key: &str,
     conn: &ConnInfo,
     force: bool,
+    identities: Option<&Identities>,
 ) -> Result<Restored> {
+    download::check_decryptable(&cfg.prefix, key, identities)?;
     let server = preflight::check(conn).await?;
     let before = count_tables(conn).await?;
     if before > 0 && !force {
@@ -41,14 +44,17 @@ pub async fn into(
             server.database
         ));
     }
-    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key).await?;
+    let nothing = || format!("nothing was restored into `{}`", server.database);
+    // A wrong identity or a damaged age header fails here, before the target is touched.
+    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
+        .await
+        .with_context(nothing)?;
     let target = Target::begin(conn).await?;
     if let Some(role) = target.powerful_role().await? {
         output::warn(format_args!(
             "restoring as `{role}`, which can run programs and write files on the database server (a superuser, or pg_execute_server_program or pg_write_server_files): the backup's SQL runs with those rights, and could commit outside the restore's transaction through dblink; restore objects you did not write as a role without them"
         ));
     }
-    let nothing = || format!("nothing was restored into `{}`", server.database);
     let mut apply = Apply::new(target);
     let streamed = match opened.format {
         DumpFormat::Plain => download::stream_into(opened, &mut apply).await,

@@ -1,17 +1,35 @@
 //! Verification: stream a backup and check it is whole without restoring it: the sha256 matches
-//! the metadata, the gzip stream decodes fully (CRC and length), and the dump is complete (plain:
-//! the restore's own script reader accepts it, pg_dump's header and trailer included; custom:
-//! `pg_restore --file=-` turns it into a script that reader accepts).
+//! the metadata, the encryption authenticates (an encrypted backup), the compressed stream
+//! decodes fully (gzip CRC and length, or the zstd frame's checksum), and the dump is complete
+//! (plain: the restore's own script reader accepts it, pg_dump's header and trailer included;
+//! custom: `pg_restore --file=-` turns it into a script that reader accepts). Without an
+//! identity an encrypted backup's stored bytes are checked against their sha256, and the line
+//! says that this is all.
 
 use crate::config::S3Config;
+use crate::crypt::Identities;
 use crate::download::{self, Check};
-use crate::layout::DumpFormat;
+use crate::layout::{Compression, DumpFormat};
 use crate::source::pg_dump::{self, PgVersion};
 use anyhow::Result;
 
 /// Verifies one object; the line says what was checked, the error what is wrong.
-pub async fn key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) -> Result<String> {
-    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key).await?;
+pub async fn key(
+    client: &aws_sdk_s3::Client,
+    cfg: &S3Config,
+    key: &str,
+    identities: Option<&Identities>,
+) -> Result<String> {
+    let (_, codec) = download::kind_of(&cfg.prefix, key);
+    if codec.encrypted && identities.is_none() {
+        let opened = download::open_stored(client, &cfg.bucket, key).await?;
+        let streamed = download::stream_stored(opened).await?;
+        return Ok(format!(
+            "ok: s3://{}/{key}: {} bytes stored, sha256 matches its metadata; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
+            cfg.bucket, streamed.stored_bytes
+        ));
+    }
+    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities).await?;
     let has_sha = opened.expected_sha256.is_some();
     let streamed = match opened.format {
         // The same reading a restore does: a dump it would refuse is not whole.
@@ -31,8 +49,17 @@ pub async fn key(client: &aws_sdk_s3::Client, cfg: &S3Config, key: &str) -> Resu
     } else {
         "no sha256 metadata to compare"
     };
+    let stream_note = match codec.compression {
+        Compression::Gzip => "gzip CRC and length good",
+        Compression::Zstd => "zstd frame and checksum good",
+    };
+    let age_note = if codec.encrypted {
+        "age decryption authenticated, "
+    } else {
+        ""
+    };
     Ok(format!(
-        "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, gzip CRC and length good, dump complete and restorable, {sha_note}",
+        "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, {age_note}{stream_note}, dump complete and restorable, {sha_note}",
         cfg.bucket, streamed.stored_bytes, streamed.raw_bytes
     ))
 }

@@ -287,6 +287,7 @@ const SECRET_VARS: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "PGPASSWORD",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "AGE_IDENTITY",
 ];
 
 /// Registers the password of a database URL or libpq `key=value` string, decoded and as written.

@@ -1,0 +1,405 @@
+//! age encryption (the age v1 format, the `age` crate): the public keys a backup is encrypted
+//! to, the identities a restore decrypts with, and the two stream adapters. The backup host
+//! holds only recipients (public keys), so it cannot read any backup, its own included. age
+//! authenticates the payload in 64 KiB chunks and marks the last one, so a changed, cut or
+//! extended object fails to decrypt instead of decrypting to something else.
+//!
+//! An identity is a secret: no message here quotes one, or any line of an identity file.
+
+use crate::error::usage;
+use anyhow::Result;
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+/// One public key a backup is encrypted to.
+#[derive(Clone)]
+enum Recipient {
+    X25519(age::x25519::Recipient),
+    Ssh(age::ssh::Recipient),
+}
+
+/// Every public key a backup is encrypted to; never empty.
+#[derive(Clone)]
+pub struct Recipients(Vec<Recipient>);
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipients({})", self.0.len())
+    }
+}
+
+impl Recipients {
+    /// Parses recipients, each with where it came from (`--age-recipient`, `keys.txt:3`):
+    /// `age1...` keys and SSH public keys (`ssh-ed25519 ...`, `ssh-rsa ...`) as age takes them.
+    /// `None` when there are none.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = (String, &'a str)>) -> Result<Option<Self>> {
+        let mut parsed = Vec::new();
+        for (origin, text) in entries {
+            parsed.push(parse_recipient(&origin, text.trim())?);
+        }
+        Ok((!parsed.is_empty()).then_some(Self(parsed)))
+    }
+
+    /// The lines of an age recipients file: one recipient per line, `#` comments and blank lines
+    /// skipped, as `age -R` reads it.
+    pub fn file_entries(path: &str, text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .enumerate()
+            .map(|(nr, line)| (format!("{path}:{}", nr + 1), line.trim().to_string()))
+            .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Wraps `out` so that what is written to it is stored encrypted to every recipient; the
+    /// header is written at once. [`age::stream::StreamWriter::finish`] writes the last chunk:
+    /// without it the object does not decrypt.
+    pub fn encrypt<W: Write>(&self, out: W) -> io::Result<age::stream::StreamWriter<W>> {
+        let keys: Vec<&dyn age::Recipient> = self
+            .0
+            .iter()
+            .map(|r| match r {
+                Recipient::X25519(r) => r as &dyn age::Recipient,
+                Recipient::Ssh(r) => r as &dyn age::Recipient,
+            })
+            .collect();
+        age::Encryptor::with_recipients(keys.into_iter())
+            .map_err(|e| io::Error::other(format!("age cannot encrypt to these recipients: {e}")))?
+            .wrap_output(out)
+    }
+}
+
+fn parse_recipient(origin: &str, text: &str) -> Result<Recipient> {
+    let upper = text.to_ascii_uppercase();
+    if upper.starts_with("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
+        // Never quoted: it is a secret.
+        return Err(usage!(
+            "{origin} holds a private key, not a recipient: give the public key (`age-keygen -y KEY_FILE` prints it), and keep the private key off the backup host"
+        ));
+    }
+    if text.starts_with("age1") {
+        return text.parse().map(Recipient::X25519).map_err(|e| {
+            usage!("{origin}: `{text}` is not a valid age public key ({e}): copy it again from `age-keygen -y KEY_FILE`")
+        });
+    }
+    if text.starts_with("ssh-") {
+        return text.parse().map(Recipient::Ssh).map_err(|e| {
+            let why = match e {
+                age::ssh::ParseRecipientKeyError::Unsupported(kind) => {
+                    format!("age does not encrypt to `{kind}` keys")
+                }
+                age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
+                    "the RSA key is shorter than 2048 bits".into()
+                }
+                age::ssh::ParseRecipientKeyError::RsaModulusTooLarge => {
+                    "the RSA key is longer than age supports".into()
+                }
+                _ => "it is not a valid SSH public key".into(),
+            };
+            usage!("{origin}: `{text}` is not an age recipient: {why}: use an ssh-ed25519 or ssh-rsa public key, or an age1... key from age-keygen")
+        });
+    }
+    // Not quoted: a value that is not a public key may be something secret.
+    Err(usage!(
+        "{origin} is not an age recipient (it does not start with `age1` or `ssh-`): give an age public key from `age-keygen -y KEY_FILE`, or an ssh-ed25519 or ssh-rsa public key"
+    ))
+}
+
+/// One private key a restore decrypts with.
+enum Identity {
+    X25519(age::x25519::Identity),
+    Ssh(age::ssh::Identity),
+}
+
+/// The private keys a restore or verify decrypts with; never empty.
+pub struct Identities(Vec<Identity>);
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identities({})", self.0.len())
+    }
+}
+
+impl Identities {
+    /// Parses an age identity file (`AGE-SECRET-KEY-1...` lines, `#` comments) or an
+    /// unencrypted OpenSSH private key. `origin` names where it came from, never what it holds.
+    pub fn parse(origin: &str, text: &str) -> Result<Self> {
+        if text.contains("-----BEGIN") {
+            return Self::parse_ssh(origin, text);
+        }
+        let mut keys = Vec::new();
+        for (nr, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.parse() {
+                Ok(key) => keys.push(Identity::X25519(key)),
+                Err(_) => {
+                    return Err(usage!(
+                        "{origin}: line {} is not an age identity (AGE-SECRET-KEY-1...): give the key file age-keygen wrote, or an unencrypted OpenSSH private key",
+                        nr + 1
+                    ))
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(usage!(
+                "{origin} holds no age identity: give the key file age-keygen wrote (AGE-SECRET-KEY-1...)"
+            ));
+        }
+        Ok(Self(keys))
+    }
+
+    fn parse_ssh(origin: &str, text: &str) -> Result<Self> {
+        let key = age::ssh::Identity::from_buffer(io::Cursor::new(text.as_bytes()), None)
+            .map_err(|_| {
+                usage!("{origin} is not an OpenSSH private key age can read: give an age identity file, or an unencrypted ssh-ed25519 or ssh-rsa key")
+            })?;
+        match &key {
+            age::ssh::Identity::Unencrypted(_) => Ok(Self(vec![Identity::Ssh(key)])),
+            age::ssh::Identity::Encrypted(_) => Err(usage!(
+                "{origin} is a passphrase-protected SSH key, and restores run without a prompt: give an age identity file, or a copy of the key without a passphrase (`ssh-keygen -p`)"
+            )),
+            age::ssh::Identity::Unsupported(_) => Err(usage!(
+                "{origin} is an SSH key of a kind age does not decrypt with: use an ssh-ed25519 or ssh-rsa key, or an age identity file"
+            )),
+        }
+    }
+
+    /// Reads the age header from `stored` and opens the payload with these identities. Fails,
+    /// before any plaintext is read, when the header is damaged or names none of them.
+    pub async fn decrypt<R: AsyncRead + Unpin + Send>(
+        &self,
+        stored: R,
+        key: &str,
+    ) -> Result<Decrypted<R>> {
+        let header =
+            age::Decryptor::new_async_buffered(futures_util::io::BufReader::new(stored.compat()))
+                .await
+                .map_err(|e| header_error(key, e))?;
+        let keys: Vec<&dyn age::Identity> = self
+            .0
+            .iter()
+            .map(|i| match i {
+                Identity::X25519(i) => i as &dyn age::Identity,
+                Identity::Ssh(i) => i as &dyn age::Identity,
+            })
+            .collect();
+        let reader = header
+            .decrypt_async(keys.into_iter())
+            .map_err(|e| header_error(key, e))?;
+        Ok(Decrypted(reader.compat()))
+    }
+}
+
+fn header_error(key: &str, e: age::DecryptError) -> anyhow::Error {
+    match e {
+        age::DecryptError::NoMatchingKeys => anyhow::anyhow!(
+            "{key} is encrypted to other age keys: none of the given identities can decrypt it: pass the identity of one of its recipients with --age-identity or AGE_IDENTITY"
+        ),
+        age::DecryptError::Io(e) if e.kind() == io::ErrorKind::TimedOut => anyhow::anyhow!(
+            "S3 stopped sending {key}: {e}: check the network, or raise --request-timeout"
+        ),
+        other => anyhow::anyhow!(
+            "{key} is not an age file this tool can decrypt ({other}): it is damaged or not a backup as this tool writes it; restore another (see `pg-s3-backup list`)"
+        ),
+    }
+}
+
+/// A failure inside the encrypted payload, told apart from the decompressor's own by
+/// [`is_damage`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "its age encryption does not authenticate ({0}): the object was changed, cut short or extended"
+)]
+pub struct Damaged(String);
+
+/// Whether `err`, as a decompressor passes it on, is a payload chunk that failed to decrypt.
+pub fn is_damage(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<Damaged>())
+}
+
+type Payload<R> = Compat<age::stream::StreamReader<futures_util::io::BufReader<Compat<R>>>>;
+
+/// The decrypted payload; every read fails on a chunk that does not authenticate, and the end
+/// comes only after the last chunk authenticated as the last.
+pub struct Decrypted<R>(Payload<R>);
+
+impl<R: AsyncRead + Unpin + Send> AsyncRead for Decrypted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::other(Damaged(e.to_string())))),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn keypair() -> (String, String) {
+        let identity = age::x25519::Identity::generate();
+        let public = identity.to_public().to_string();
+        use age::secrecy::ExposeSecret;
+        (identity.to_string().expose_secret().to_string(), public)
+    }
+
+    fn encrypt(recipients: &Recipients, plain: &[u8]) -> Vec<u8> {
+        let mut w = recipients.encrypt(Vec::new()).unwrap();
+        w.write_all(plain).unwrap();
+        w.finish().unwrap()
+    }
+
+    async fn decrypt(identities: &Identities, stored: Vec<u8>) -> Result<Vec<u8>> {
+        let mut r = identities.decrypt(&stored[..], "k").await?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn any_recipient_decrypts_and_nothing_else_does() {
+        let (secret_a, public_a) = keypair();
+        let (secret_b, public_b) = keypair();
+        let (secret_c, _) = keypair();
+        let both = Recipients::parse([
+            ("--age-recipient".to_string(), public_a.as_str()),
+            ("--age-recipient".to_string(), public_b.as_str()),
+        ])
+        .unwrap()
+        .unwrap();
+        let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let stored = encrypt(&both, &plain);
+        for secret in [&secret_a, &secret_b] {
+            let ids = Identities::parse("AGE_IDENTITY", secret).unwrap();
+            assert_eq!(decrypt(&ids, stored.clone()).await.unwrap(), plain);
+        }
+        let other = Identities::parse("AGE_IDENTITY", &secret_c).unwrap();
+        let err = decrypt(&other, stored.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("other age keys"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_changed_cut_or_extended_payload_never_reads_to_its_end() {
+        let (secret, public) = keypair();
+        let r = Recipients::parse([("x".to_string(), public.as_str())])
+            .unwrap()
+            .unwrap();
+        let ids = Identities::parse("x", &secret).unwrap();
+        let plain = vec![7u8; 200_000];
+        let stored = encrypt(&r, &plain);
+        let mut flipped = stored.clone();
+        let at = flipped.len() - 1000;
+        flipped[at] ^= 1;
+        let cut = stored[..stored.len() - 10].to_vec();
+        let at_chunk = stored.len() - (200_000 % 65536) - 16;
+        let at_boundary = stored[..at_chunk].to_vec();
+        let mut extended = stored.clone();
+        extended.extend_from_slice(b"more");
+        for bad in [flipped, cut, at_boundary, extended] {
+            let err = decrypt(&ids, bad).await.unwrap_err();
+            let io = err.downcast_ref::<io::Error>().expect("an I/O error");
+            assert!(is_damage(io), "{err}");
+        }
+    }
+
+    #[test]
+    fn recipients_take_age_and_ssh_keys_and_never_quote_a_secret() {
+        let (secret, public) = keypair();
+        let mut blob = Vec::new();
+        for part in [&b"ssh-ed25519"[..], &[9u8; 32][..]] {
+            blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        use base64::Engine;
+        let ssh = format!(
+            "ssh-ed25519 {} alice@example",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        );
+        let ssh = ssh.as_str();
+        let r = Recipients::parse([("a".to_string(), public.as_str()), ("b".to_string(), ssh)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(Recipients::parse(std::iter::empty()).unwrap().is_none());
+        for (bad, wants) in [
+            (secret.as_str(), "private key"),
+            ("age1qqqq", "not a valid age public key"),
+            ("ssh-dss AAAAB3NzaC1kc3M", "not an age recipient"),
+            ("hunter2", "does not start with"),
+        ] {
+            let err = Recipients::parse([("AGE_RECIPIENTS entry 1".to_string(), bad)]).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(wants) && msg.contains("AGE_RECIPIENTS entry 1"),
+                "{msg}"
+            );
+            assert!(crate::error::exit_code(&err) == 2, "{msg}");
+            if bad == secret || bad == "hunter2" {
+                assert!(!msg.contains(bad), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn recipients_files_skip_comments_and_blank_lines() {
+        let entries =
+            Recipients::file_entries("keys.txt", "# ops\n\nage1abc\n  ssh-ed25519 x y \n");
+        assert_eq!(
+            entries,
+            [
+                ("keys.txt:3".to_string(), "age1abc".to_string()),
+                ("keys.txt:4".to_string(), "ssh-ed25519 x y".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn identities_are_never_quoted() {
+        let (secret, _) = keypair();
+        let tampered = secret.replace('Q', "R").replace('P', "Q") + "x";
+        let text = format!("# created by age-keygen\n{tampered}\n");
+        let msg = Identities::parse("AGE_IDENTITY", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 2") && !msg.contains(&tampered[10..]),
+            "{msg}"
+        );
+        let msg = Identities::parse("AGE_IDENTITY", "# nothing\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("no age identity"), "{msg}");
+        let msg = Identities::parse(
+            "f",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("OpenSSH private key") && !msg.contains("AAAA"),
+            "{msg}"
+        );
+    }
+}
