@@ -240,6 +240,80 @@ async fn runs_as_the_runner_runs_the_container_action() {
     }
 }
 
+/// The `compression` and `age-recipients` inputs: a zstd backup encrypted to every line's key,
+/// which the standard tools read with either identity; the summary names the codec. A restore
+/// in Actions masks AGE_IDENTITY before it prints anything.
+#[tokio::test]
+async fn the_codec_inputs_make_an_encrypted_zstd_backup_and_the_identity_is_masked() {
+    let db = unique("action-age");
+    Pg::create_db(&db);
+    let store = Store::Moto;
+    let bucket = store.bucket("action-age").await;
+    let (a, b) = (crate::codecs::age_keygen(), crate::codecs::age_keygen());
+    let recipients = format!("{}\n\n  {}\n", a.public, b.public);
+    let endpoint = store.endpoint();
+    let url = Pg::url(&db);
+    let runner = Runner::new();
+    let with = [
+        ("database-url", url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("compression", "zstd"),
+        ("age-recipients", recipients.as_str()),
+    ];
+    let (ak, sk) = store.keys();
+    let out = runner.run(
+        &with,
+        &[
+            ("AWS_ACCESS_KEY_ID", ak.clone()),
+            ("AWS_SECRET_ACCESS_KEY", sk.clone()),
+        ],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
+    let key = &outputs["key"];
+    assert!(key.ends_with(".sql.zst.age"), "{key}");
+    let summary = std::fs::read_to_string(&runner.summary).unwrap();
+    assert!(summary.contains("zstd, encrypted with age"), "{summary}");
+    let (body, meta, _) = store.get(&bucket, key).await;
+    assert_eq!(meta["age-recipients"], "2");
+    for k in [&a, &b] {
+        let mut age = Command::new("age")
+            .args(["-d", "-i", k.file.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        age.stdin.take().unwrap().write_all(&body).unwrap();
+        let plain = age.wait_with_output().unwrap();
+        assert!(plain.status.success());
+        let dump = zstd::decode_all(&plain.stdout[..]).unwrap();
+        assert!(String::from_utf8_lossy(&dump).contains("PostgreSQL database dump complete"));
+    }
+    let identity = std::fs::read_to_string(&a.file).unwrap();
+    let restore = crate::support::s3_command(
+        store,
+        &endpoint,
+        "restore",
+        &bucket,
+        &["--key", key, "--output", "-"],
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .env("AGE_IDENTITY", &identity)
+    .run();
+    assert!(restore
+        .ok_plain()
+        .contains("PostgreSQL database dump complete"));
+    crate::container::masked_first(&restore, &[&a.secret]);
+}
+
 #[tokio::test]
 async fn a_bad_input_fails_with_an_error_annotation_and_changes_nothing() {
     let runner = Runner::new();
