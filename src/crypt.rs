@@ -14,6 +14,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
+/// Most recipients a backup is encrypted to: 64 stanzas of the largest kind (ssh-rsa 4096, ~720
+/// bytes each) stay within [`MAX_HEADER`].
+pub const MAX_RECIPIENTS: usize = 64;
+
 /// One public key a backup is encrypted to.
 #[derive(Clone)]
 enum Recipient {
@@ -39,6 +43,12 @@ impl Recipients {
         let mut parsed = Vec::new();
         for (origin, text) in entries {
             parsed.push(parse_recipient(&origin, text.trim())?);
+        }
+        if parsed.len() > MAX_RECIPIENTS {
+            return Err(usage!(
+                "{} age recipients given, more than the {MAX_RECIPIENTS} a backup is encrypted to: the header would outgrow what restore reads; encrypt to fewer keys (a team can share one)",
+                parsed.len()
+            ));
         }
         Ok((!parsed.is_empty()).then_some(Self(parsed)))
     }
@@ -178,14 +188,23 @@ impl Identities {
     }
 
     /// Reads the age header from `stored` and opens the payload with these identities. Fails,
-    /// before any plaintext is read, when the header is damaged or names none of them.
-    pub async fn decrypt<R: AsyncRead + Unpin + Send>(
+    /// before any plaintext is read, when the header is damaged, larger than [`MAX_HEADER`], or
+    /// names none of them.
+    pub async fn decrypt<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         stored: R,
         key: &str,
-    ) -> Result<Decrypted<R>> {
+    ) -> Result<Decrypted> {
+        let mut stored = tokio::io::BufReader::new(stored);
+        let header = read_header(&mut stored)
+            .await
+            .map_err(|e| header_error(key, e))?;
+        let rest: Pin<Box<dyn AsyncRead + Send>> = Box::pin(tokio::io::AsyncReadExt::chain(
+            io::Cursor::new(header),
+            stored,
+        ));
         let header =
-            age::Decryptor::new_async_buffered(futures_util::io::BufReader::new(stored.compat()))
+            age::Decryptor::new_async_buffered(futures_util::io::BufReader::new(rest.compat()))
                 .await
                 .map_err(|e| header_error(key, e))?;
         let keys: Vec<&dyn age::Identity> = self
@@ -200,6 +219,36 @@ impl Identities {
             .decrypt_async(keys.into_iter())
             .map_err(|e| header_error(key, e))?;
         Ok(Decrypted(reader.compat()))
+    }
+}
+
+/// The largest age header read: ours name a few recipients in well under 4 KiB (an X25519
+/// stanza is ~120 bytes, an ssh-rsa one ~500). age's own reader would buffer a header of any
+/// size, re-parsing it at every line, so a planted object could hold a restore for hours.
+pub const MAX_HEADER: usize = 64 * 1024;
+
+/// The header's lines, up to and including the MAC line (`--- ...`), at most [`MAX_HEADER`].
+async fn read_header<R: tokio::io::AsyncBufRead + Unpin>(
+    stored: &mut R,
+) -> Result<Vec<u8>, age::DecryptError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut header = Vec::new();
+    loop {
+        let start = header.len();
+        let room = (MAX_HEADER + 1 - start) as u64;
+        let n = tokio::io::AsyncReadExt::take(&mut *stored, room)
+            .read_until(b'\n', &mut header)
+            .await
+            .map_err(age::DecryptError::Io)?;
+        if n == 0 || header.len() > MAX_HEADER {
+            return Err(age::DecryptError::InvalidHeader);
+        }
+        if start == 0 && !header.starts_with(b"age-encryption.org/") {
+            return Err(age::DecryptError::InvalidHeader);
+        }
+        if header[start..].starts_with(b"--- ") {
+            return Ok(header);
+        }
     }
 }
 
@@ -230,13 +279,15 @@ pub fn is_damage(err: &io::Error) -> bool {
     err.get_ref().is_some_and(|e| e.is::<Damaged>())
 }
 
-type Payload<R> = Compat<age::stream::StreamReader<futures_util::io::BufReader<Compat<R>>>>;
+type Payload = Compat<
+    age::stream::StreamReader<futures_util::io::BufReader<Compat<Pin<Box<dyn AsyncRead + Send>>>>>,
+>;
 
 /// The decrypted payload; every read fails on a chunk that does not authenticate, and the end
 /// comes only after the last chunk authenticated as the last.
-pub struct Decrypted<R>(Payload<R>);
+pub struct Decrypted(Payload);
 
-impl<R: AsyncRead + Unpin + Send> AsyncRead for Decrypted<R> {
+impl AsyncRead for Decrypted {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -269,7 +320,9 @@ mod tests {
     }
 
     async fn decrypt(identities: &Identities, stored: Vec<u8>) -> Result<Vec<u8>> {
-        let mut r = identities.decrypt(&stored[..], "k").await?;
+        let mut r = identities
+            .decrypt(std::io::Cursor::new(stored), "k")
+            .await?;
         let mut out = Vec::new();
         r.read_to_end(&mut out).await?;
         Ok(out)
@@ -324,6 +377,34 @@ mod tests {
         }
     }
 
+    /// A planted header that never ends, or ends past the limit, is refused without reading on.
+    #[tokio::test]
+    async fn a_huge_age_header_is_refused_at_the_limit() {
+        let (secret, public) = keypair();
+        let ids = Identities::parse("x", &secret).unwrap();
+        let r = Recipients::parse([("x".to_string(), public.as_str())])
+            .unwrap()
+            .unwrap();
+        let good = encrypt(&r, b"data");
+        let line = format!("-> X25519 {}\n", "A".repeat(60));
+        let mut huge = b"age-encryption.org/v1\n".to_vec();
+        while huge.len() <= MAX_HEADER {
+            huge.extend_from_slice(line.as_bytes());
+        }
+        let mut past = huge.clone();
+        past.extend_from_slice(&good[good.iter().position(|&b| b == b'\n').unwrap() + 1..]);
+        let endless = [
+            b"age-encryption.org/v1\n-> X25519 ".to_vec(),
+            vec![b'A'; 50 << 20],
+        ]
+        .concat();
+        for bad in [past, endless, b"not age\n--- x\n".to_vec()] {
+            let err = decrypt(&ids, bad).await.unwrap_err().to_string();
+            assert!(err.contains("not an age file"), "{err}");
+        }
+        assert_eq!(decrypt(&ids, good).await.unwrap(), b"data");
+    }
+
     #[test]
     fn recipients_take_age_and_ssh_keys_and_never_quote_a_secret() {
         let (secret, public) = keypair();
@@ -360,6 +441,23 @@ mod tests {
                 assert!(!msg.contains(bad), "{msg}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_most_recipients_allowed_still_decrypt_and_one_more_is_refused() {
+        let keys: Vec<(String, String)> = (0..=MAX_RECIPIENTS).map(|_| keypair()).collect();
+        let entries = |n: usize| {
+            keys[..n]
+                .iter()
+                .map(|(_, public)| ("f".to_string(), public.as_str()))
+                .collect::<Vec<_>>()
+        };
+        let err = Recipients::parse(entries(MAX_RECIPIENTS + 1)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2, "{err}");
+        let all = Recipients::parse(entries(MAX_RECIPIENTS)).unwrap().unwrap();
+        let stored = encrypt(&all, b"data");
+        let last = Identities::parse("x", &keys[MAX_RECIPIENTS - 1].0).unwrap();
+        assert_eq!(decrypt(&last, stored).await.unwrap(), b"data");
     }
 
     #[test]
