@@ -14,7 +14,7 @@ pub enum Kind {
     Value,
     /// `true` adds `--flag`; `false` adds nothing.
     Switch,
-    /// One `--flag=line` per non-empty line.
+    /// One `--flag=line` per line that is neither empty nor a `#` comment.
     Lines,
 }
 
@@ -119,7 +119,7 @@ pub fn with_inputs(mut args: Vec<String>) -> Result<Vec<String>> {
                 value
                     .lines()
                     .map(str::trim)
-                    .filter(|l| !l.is_empty())
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
                     .map(|l| format!("{flag}={l}")),
             ),
         }

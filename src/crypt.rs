@@ -91,18 +91,23 @@ impl Recipients {
 
 fn parse_recipient(origin: &str, text: &str) -> Result<Recipient> {
     let upper = text.to_ascii_uppercase();
-    if upper.starts_with("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
+    // Anywhere in the entry: `age1... AGE-SECRET-KEY-1...` must not be quoted either.
+    if upper.contains("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
         // Never quoted: it is a secret.
         return Err(usage!(
             "{origin} holds a private key, not a recipient: give the public key (`age-keygen -y KEY_FILE` prints it), and keep the private key off the backup host"
         ));
     }
     if text.starts_with("age1") {
-        return text.parse().map(Recipient::X25519).map_err(|e| {
+        let key = text.parse().map(Recipient::X25519).map_err(|e| {
             usage!("{origin}: `{text}` is not a valid age public key ({e}): copy it again from `age-keygen -y KEY_FILE`")
-        });
+        })?;
+        return refuse_low_order(origin, text, x25519_point(text)).map(|()| key);
     }
     if text.starts_with("ssh-") {
+        if let Ok(key) = text.parse().map(Recipient::Ssh) {
+            return refuse_low_order(origin, text, ssh_ed25519_point(text)).map(|()| key);
+        }
         return text.parse().map(Recipient::Ssh).map_err(|e| {
             let why = match e {
                 age::ssh::ParseRecipientKeyError::Unsupported(kind) => {
@@ -123,6 +128,56 @@ fn parse_recipient(origin: &str, text: &str) -> Result<Recipient> {
     Err(usage!(
         "{origin} is not an age recipient (it does not start with `age1` or `ssh-`): give an age public key from `age-keygen -y KEY_FILE`, or an ssh-ed25519 or ssh-rsa public key"
     ))
+}
+
+/// A public key of small order (the all-zero key, an ed25519 torsion point) makes the X25519
+/// shared secret all zeros whatever the ephemeral key: the age crate panics on an x25519 one
+/// (after the backup started), and wraps the file key for an ssh-ed25519 one under a key anyone
+/// can compute. The `age` CLI refuses both ("low order point"); so does this. An ed25519 key
+/// that is no curve point at all is refused too: age would fail on it mid-backup.
+fn refuse_low_order(origin: &str, text: &str, point: Option<Option<[u8; 32]>>) -> Result<()> {
+    let u = match point {
+        None => return Ok(()),
+        Some(Some(u)) => u,
+        Some(None) => {
+            return Err(usage!(
+                "{origin}: `{text}` is not an ed25519 public key (its point is not on the curve): copy it again from the .pub file"
+            ))
+        }
+    };
+    // A clamped scalar is a multiple of the cofactor 8: the product is the identity (u = 0)
+    // exactly when the point has small order.
+    let product = curve25519_dalek::montgomery::MontgomeryPoint(u).mul_clamped([0x5a; 32]);
+    if product.0 == [0u8; 32] {
+        return Err(usage!(
+            "{origin}: `{text}` is a low-order key: encrypting to it would let anyone decrypt the backup: give a real public key from `age-keygen -y KEY_FILE` or ssh-keygen"
+        ));
+    }
+    Ok(())
+}
+
+/// The Montgomery u-coordinate of an `age1...` recipient (age's parser checked the encoding).
+fn x25519_point(text: &str) -> Option<Option<[u8; 32]>> {
+    use bech32::FromBase32;
+    let (_, data, _) = bech32::decode(text).ok()?;
+    Some(Vec::<u8>::from_base32(&data).ok()?.try_into().ok())
+}
+
+/// The Montgomery u-coordinate of an `ssh-ed25519 BASE64 ...` recipient's key; `None` for
+/// other kinds, `Some(None)` for a key that is not a curve point.
+fn ssh_ed25519_point(text: &str) -> Option<Option<[u8; 32]>> {
+    use base64::Engine;
+    let mut parts = text.split_whitespace();
+    if parts.next()? != "ssh-ed25519" {
+        return None;
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(parts.next()?)
+        .ok()?;
+    // string "ssh-ed25519", string key (32 bytes): the key is the blob's last 32 bytes.
+    let key: [u8; 32] = blob.get(blob.len().checked_sub(32)?..)?.try_into().ok()?;
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(key).decompress();
+    Some(point.map(|p| p.to_montgomery().0))
 }
 
 /// One private key a restore decrypts with.
@@ -232,6 +287,8 @@ async fn read_header<R: tokio::io::AsyncBufRead + Unpin>(
     stored: &mut R,
 ) -> Result<Vec<u8>, age::DecryptError> {
     use tokio::io::AsyncBufReadExt;
+    let invalid =
+        |what: String| age::DecryptError::Io(io::Error::new(io::ErrorKind::InvalidData, what));
     let mut header = Vec::new();
     loop {
         let start = header.len();
@@ -240,8 +297,14 @@ async fn read_header<R: tokio::io::AsyncBufRead + Unpin>(
             .read_until(b'\n', &mut header)
             .await
             .map_err(age::DecryptError::Io)?;
-        if n == 0 || header.len() > MAX_HEADER {
-            return Err(age::DecryptError::InvalidHeader);
+        if header.len() > MAX_HEADER {
+            return Err(invalid(format!(
+                "its header is longer than {} KiB, more than any backup of this tool has",
+                MAX_HEADER / 1024
+            )));
+        }
+        if n == 0 || !header.ends_with(b"\n") {
+            return Err(invalid("its header ends before its MAC line".into()));
         }
         if start == 0 && !header.starts_with(b"age-encryption.org/") {
             return Err(age::DecryptError::InvalidHeader);
@@ -377,6 +440,40 @@ mod tests {
         }
     }
 
+    /// Small-order keys make the shared secret all zeros: refused at parse time, as the age
+    /// CLI refuses them.
+    #[test]
+    fn low_order_recipients_are_refused() {
+        for bad in [
+            // u = 0 and u = 1.
+            "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z",
+            "age1qyqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqj7vrya",
+            // The ed25519 identity point, and the all-zero placeholder (order 4).
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA x",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            let err = Recipients::parse([("r".to_string(), bad)]).unwrap_err();
+            assert!(err.to_string().contains("low-order"), "{bad}: {err}");
+            assert_eq!(crate::error::exit_code(&err), 2);
+        }
+        let (_, public) = keypair();
+        assert!(Recipients::parse([("r".to_string(), public.as_str())]).is_ok());
+    }
+
+    #[test]
+    fn a_secret_key_anywhere_in_a_recipient_is_not_quoted() {
+        let (secret, public) = keypair();
+        for bad in [
+            format!("{public} {secret}"),
+            format!("ssh-ed25519 {secret}"),
+        ] {
+            let msg = Recipients::parse([("r".to_string(), bad.as_str())])
+                .unwrap_err()
+                .to_string();
+            assert!(!msg.contains(&secret[15..]), "{msg}");
+        }
+    }
+
     /// A planted header that never ends, or ends past the limit, is refused without reading on.
     #[tokio::test]
     async fn a_huge_age_header_is_refused_at_the_limit() {
@@ -398,10 +495,21 @@ mod tests {
             vec![b'A'; 50 << 20],
         ]
         .concat();
-        for bad in [past, endless, b"not age\n--- x\n".to_vec()] {
+        let stanza = format!("-> X25519 {a}\n{a}\n", a = "A".repeat(43));
+        let many = format!(
+            "age-encryption.org/v1\n{}--- {}\n",
+            stanza.repeat(20_000),
+            "A".repeat(43)
+        );
+        for bad in [past, endless, many.into_bytes()] {
             let err = decrypt(&ids, bad).await.unwrap_err().to_string();
-            assert!(err.contains("not an age file"), "{err}");
+            assert!(err.contains("header is longer than 64 KiB"), "{err}");
         }
+        let err = decrypt(&ids, b"not age\n--- x\n".to_vec())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an age file"), "{err}");
         assert_eq!(decrypt(&ids, good).await.unwrap(), b"data");
     }
 

@@ -209,7 +209,9 @@ pub async fn stream_archive<S: Sink>(
     sink: &mut S,
 ) -> Result<Streamed> {
     let mut cmd = tokio::process::Command::new(pg_restore);
+    // It needs no secret of ours.
     cmd.args(["--no-owner", "--file=-"])
+        .env_remove("AGE_IDENTITY")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     // Its messages can quote the archive: `process` forwards them inert.

@@ -250,7 +250,10 @@ async fn the_codec_inputs_make_an_encrypted_zstd_backup_and_the_identity_is_mask
     let store = Store::Moto;
     let bucket = store.bucket("action-age").await;
     let (a, b) = (crate::codecs::age_keygen(), crate::codecs::age_keygen());
-    let recipients = format!("{}\n\n  {}\n", a.public, b.public);
+    let recipients = format!(
+        "# ops\n{}\n\n  {}  \n# break-glass, in the safe\n",
+        a.public, b.public
+    );
     let endpoint = store.endpoint();
     let url = Pg::url(&db);
     let runner = Runner::new();

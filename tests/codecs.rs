@@ -566,3 +566,72 @@ async fn every_codec_of_a_database_is_one_series() {
     kept.sort();
     assert_eq!(left, kept, "{pruned}");
 }
+
+/// What the review found: a low-order recipient (the age CLI refuses it) would panic an x25519
+/// backup after it started, or encrypt to an ssh-ed25519 key under a key anyone can compute; an
+/// AGE_RECIPIENTS naming nothing would store the backup unencrypted, and one given with the
+/// flags would be dropped; and a planted `.age` object with an oversized header would take a
+/// restore's memory or hours of CPU. Each is refused at once.
+#[tokio::test]
+async fn low_order_recipients_dropped_recipient_lists_and_oversized_headers_are_refused() {
+    let db = fixture_db();
+    let store = Store::Moto;
+    let bucket = store.bucket("hostile").await;
+    let key = age_keygen();
+    let cases: [(Vec<&str>, Option<&str>, Vec<&str>); 4] = [
+        (
+            vec![
+                "--age-recipient",
+                "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z",
+            ],
+            None,
+            vec!["low-order"],
+        ),
+        (
+            vec![
+                "--age-recipient",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ],
+            None,
+            vec!["low-order"],
+        ),
+        (
+            vec![],
+            Some(" , "),
+            vec!["AGE_RECIPIENTS", "names no recipient"],
+        ),
+        (
+            vec!["--age-recipient", key.public.as_str()],
+            Some(key.public.as_str()),
+            vec!["AGE_RECIPIENTS", "keep one"],
+        ),
+    ];
+    for (args, env, needles) in cases {
+        let mut backup = Run::backup(store, &bucket, &Pg::url(&db), &args);
+        if let Some(list) = env {
+            backup = backup.env("AGE_RECIPIENTS", list);
+        }
+        backup.run().fails(2, &needles);
+    }
+    assert!(
+        store.keys_in(&bucket).await.is_empty(),
+        "a refused backup wrote something"
+    );
+    assert_eq!(store.open_uploads(&bucket).await, 0);
+
+    let stanza = format!("-> X25519 {a}\n{a}\n", a = "A".repeat(43));
+    let many = format!(
+        "age-encryption.org/v1\n{}--- {}\n",
+        stanza.repeat(20_000),
+        "A".repeat(43)
+    );
+    let object = "elsewhere/big-header.sql.gz.age";
+    store.put(&bucket, object, many.into_bytes()).await;
+    run(
+        store,
+        "verify",
+        &bucket,
+        &["--key", object, "--age-identity", path(&key.file)],
+    )
+    .fails(1, &["header is longer than 64 KiB"]);
+}

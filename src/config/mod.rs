@@ -81,8 +81,8 @@ impl BackupConfig {
     pub fn from_args(args: &BackupArgs) -> Result<Self> {
         let s3 = S3Config::from_args(&args.s3)?;
         let threads = match &args.threads {
-            Some(t) => int_in(t, "--threads", 1, 256)? as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(t) => Some(int_in(t, "--threads", 1, 256)? as usize),
+            None => None,
         };
         let compress = compress_options(
             &args.compression,
@@ -141,18 +141,28 @@ impl BackupConfig {
     }
 }
 
-fn compress_options(name: &str, level: Option<&str>, threads: usize) -> Result<compress::Options> {
+/// zstd's default thread count at most: libzstd at level 3 compresses pg_dump's output at
+/// ~300 MB/s a thread, so 8 outrun any single pg_dump, while each thread holds ~25 MB (more at
+/// higher levels). `--threads` sets any count.
+const ZSTD_DEFAULT_THREADS: usize = 8;
+
+fn compress_options(
+    name: &str,
+    level: Option<&str>,
+    threads: Option<usize>,
+) -> Result<compress::Options> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match parse_compression(name)? {
         Compression::Gzip => Ok(compress::Options::Gzip(GzipOptions {
             level: level.map_or(Ok(6), |l| int_in(l, "--compression-level", 1, 9))? as u32,
-            threads,
+            threads: threads.unwrap_or(cores),
             ..GzipOptions::default()
         })),
         Compression::Zstd => Ok(compress::Options::Zstd(ZstdOptions {
             level: level.map_or(Ok(compress::ZSTD_DEFAULT_LEVEL.into()), |l| {
                 int_in(l, "--compression-level", 1, 19)
             })? as i32,
-            threads,
+            threads: threads.unwrap_or(cores.min(ZSTD_DEFAULT_THREADS)),
         })),
     }
 }
@@ -167,9 +177,10 @@ pub fn parse_compression(name: &str) -> Result<Compression> {
     }
 }
 
-/// The age recipients of `--age-recipient`, `--age-recipients-file` and, when neither is given,
-/// AGE_RECIPIENTS (comma- or newline-separated). A file that cannot be read, or any entry that
-/// is not a public key, is a usage error naming where it came from.
+/// The age recipients of `--age-recipient` and `--age-recipients-file`, or of AGE_RECIPIENTS
+/// (comma- or newline-separated), which may not be combined with them. A file that cannot be
+/// read, a list that names nothing, or any entry that is not a public key, is a usage error
+/// naming where it came from.
 fn recipients_from(args: &BackupArgs) -> Result<Option<Recipients>> {
     let mut entries: Vec<(String, String)> = args
         .age_recipients
@@ -189,15 +200,25 @@ fn recipients_from(args: &BackupArgs) -> Result<Option<Recipients>> {
         }
         entries.extend(lines);
     }
-    if entries.is_empty() {
-        if let Some(list) = env_nonempty("AGE_RECIPIENTS") {
-            entries = list
-                .split([',', '\n'])
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .enumerate()
-                .map(|(nr, e)| (format!("AGE_RECIPIENTS entry {}", nr + 1), e.to_string()))
-                .collect();
+    if let Some(list) = env_nonempty("AGE_RECIPIENTS") {
+        // Dropping it for the flags would encrypt to keys the operator may not hold; dropping
+        // an AGE_RECIPIENTS that names nothing would not encrypt at all.
+        if !entries.is_empty() {
+            return Err(usage!(
+                "AGE_RECIPIENTS is set, and so are --age-recipient or --age-recipients-file: keep one, or list every recipient in one of them"
+            ));
+        }
+        entries = list
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+            .map(|(nr, e)| (format!("AGE_RECIPIENTS entry {}", nr + 1), e.to_string()))
+            .collect();
+        if entries.is_empty() {
+            return Err(usage!(
+                "AGE_RECIPIENTS is set but names no recipient: give age public keys (age1...), comma- or newline-separated, or unset it"
+            ));
         }
     }
     if let Some((origin, _)) = entries.iter().find(|(_, e)| e.trim().is_empty()) {
@@ -482,6 +503,29 @@ pub fn parse_size(value: &str, flag: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_defaults_per_codec() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match compress_options("gzip", None, None).unwrap() {
+            compress::Options::Gzip(g) => assert_eq!((g.level, g.threads), (6, cores)),
+            other => panic!("{other:?}"),
+        }
+        match compress_options("ZSTD", None, None).unwrap() {
+            compress::Options::Zstd(z) => {
+                assert_eq!((z.level, z.threads), (3, cores.min(ZSTD_DEFAULT_THREADS)))
+            }
+            other => panic!("{other:?}"),
+        }
+        match compress_options("zstd", Some("19"), Some(16)).unwrap() {
+            compress::Options::Zstd(z) => assert_eq!((z.level, z.threads), (19, 16)),
+            other => panic!("{other:?}"),
+        }
+        for (name, level) in [("gzip", "10"), ("zstd", "20"), ("zstd", "0"), ("lz4", "1")] {
+            let err = compress_options(name, Some(level), None).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{name} {level}: {err}");
+        }
+    }
 
     #[test]
     fn bucket_names() {
