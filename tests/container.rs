@@ -331,6 +331,65 @@ async fn the_image_backs_up_as_the_runner_runs_it_on_both_stores() {
     }
 }
 
+/// The image's own zstd and age: a backup made in the container with the `compression` and
+/// `age-recipients` inputs is a `.sql.zst.age` object that the host decrypts and restores.
+#[tokio::test]
+async fn the_image_writes_encrypted_zstd_backups_the_host_restores() {
+    let db = unique("image-zstd");
+    Pg::create_db(&db);
+    let url = Pg::url(&db);
+    Pg::psql(
+        &url,
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 5000) g",
+    );
+    let store = Store::S3sFs;
+    let bucket = store.bucket("image-zstd").await;
+    let key = crate::codecs::age_keygen();
+    let (ak, sk) = store.keys();
+    let endpoint = store.endpoint();
+    let job = Job::new();
+    let with = [
+        ("database-url", url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("compression", "zstd"),
+        ("age-recipients", key.public.as_str()),
+    ];
+    let out = job.run(
+        &with,
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let object = job.outputs()["key"].clone();
+    assert!(object.ends_with(".sql.zst.age"), "{object}");
+    let target = unique("image-zstd-restored");
+    Pg::create_db(&target);
+    crate::support::s3_command(
+        store,
+        &endpoint,
+        "restore",
+        &bucket,
+        &[
+            "--key",
+            &object,
+            "--target-url",
+            &Pg::url(&target),
+            "--age-identity",
+            key.file.to_str().unwrap(),
+        ],
+    )
+    .run()
+    .ok_plain();
+    let digest = |u: &str| Pg::psql(u, "SELECT md5(string_agg(g || v, ',' ORDER BY g)) FROM t");
+    assert_eq!(digest(&Pg::url(&target)), digest(&url));
+}
+
 /// GitHub OIDC from inside the container: `ACTIONS_ID_TOKEN_REQUEST_URL`/`_TOKEN` reach it with
 /// `-e`, the token is fetched from the (fake) GitHub endpoint and exchanged with moto's STS for
 /// the role, which alone may write under `allowed/`.
