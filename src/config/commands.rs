@@ -1,5 +1,6 @@
 //! The side commands' flags, validated: prune's policy and age, the backup a restore or verify
-//! selects, restore's destination, and check's age, schedule and format. No I/O.
+//! selects, restore's destination and age identity, and check's age, schedule and format. No
+//! I/O but reading the identity file.
 
 use super::{
     check_bucket, identities_from, normalize_prefix, parse_abort_after, parse_compression,

@@ -1,5 +1,6 @@
-//! Turns parsed flags into a validated configuration of concrete types. No I/O happens here:
-//! every check that can fail before the first network call or child process lives in this file.
+//! Turns parsed flags into a validated configuration of concrete types. No network and no child
+//! process here, and no file read but the age key files the flags name: every check that can
+//! fail before the first network call or child process lives in this file.
 
 mod auth;
 mod commands;
