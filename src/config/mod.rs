@@ -143,7 +143,7 @@ impl BackupConfig {
 }
 
 /// zstd's default thread count at most: libzstd at level 3 compresses pg_dump's output at
-/// ~300 MB/s a thread, so 8 outrun any single pg_dump, while each thread holds ~25 MB (more at
+/// ~300 MB/s a thread, so 8 outrun any single pg_dump, while each thread holds ~10 MB (more at
 /// higher levels). `--threads` sets any count.
 const ZSTD_DEFAULT_THREADS: usize = 8;
 
