@@ -442,8 +442,8 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     })
 }
 
-/// Reads the stored bytes to their end and checks their sha256 against the metadata, without
-/// decrypting: what a host without the identity can check of an encrypted backup.
+/// Reads the stored bytes to their end and checks their sha256 against the metadata, if it has
+/// one, without decrypting: what a host without the identity can check of an encrypted backup.
 pub async fn stream_stored(opened: Opened) -> Result<Streamed> {
     let Opened {
         key,
@@ -470,8 +470,7 @@ pub async fn stream_stored(opened: Opened) -> Result<Streamed> {
         Some(expected) if *expected != sha256 => bail!(
             "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
         ),
-        Some(_) => {}
-        None => bail!("{key} has no sha256 metadata, and without an identity nothing else of it can be checked: verify it with --age-identity"),
+        _ => {}
     }
     Ok(Streamed {
         stored_bytes,

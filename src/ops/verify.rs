@@ -23,9 +23,13 @@ pub async fn key(
     let (_, codec) = download::kind_of(&cfg.prefix, key);
     if codec.encrypted && identities.is_none() {
         let opened = download::open_stored(client, &cfg.bucket, key).await?;
+        let sha_note = match opened.expected_sha256 {
+            Some(_) => "sha256 matches its metadata",
+            None => "no sha256 metadata to compare",
+        };
         let streamed = download::stream_stored(opened).await?;
         return Ok(format!(
-            "ok: s3://{}/{key}: {} bytes stored, sha256 matches its metadata; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
+            "ok: s3://{}/{key}: {} bytes stored, {sha_note}; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
             cfg.bucket, streamed.stored_bytes
         ));
     }
