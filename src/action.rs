@@ -115,13 +115,23 @@ pub fn with_inputs(mut args: Vec<String>) -> Result<Vec<String>> {
                 "false" => {}
                 _ => return Err(usage!("input `{name}` is `{value}`: use true or false")),
             },
-            Kind::Lines => args.extend(
-                value
+            Kind::Lines => {
+                let lines: Vec<String> = value
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(|l| format!("{flag}={l}")),
-            ),
+                    .map(|l| format!("{flag}={l}"))
+                    .collect();
+                // An input that was given but holds only comments is a mistake (a key commented
+                // out in a rotation): for `age-recipients`, dropping it would store the backup
+                // unencrypted.
+                if lines.is_empty() {
+                    return Err(usage!(
+                        "input `{name}` holds only # comment lines: give at least one value, or remove the input"
+                    ));
+                }
+                args.extend(lines);
+            }
         }
     }
     Ok(args)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[command(
     name = "pg-s3-backup",
     version,
-    about = "Stream pg_dump through parallel gzip into S3"
+    about = "Stream pg_dump through parallel gzip or zstd, optionally age-encrypted, into S3"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dump a database and stream it, gzipped, into one S3 object.
+    /// Dump a database and stream it, compressed (and encrypted with --age-recipient), into one S3 object.
     Backup(Box<BackupArgs>),
     /// List backups under the prefix, newest first.
     List(ListArgs),
@@ -25,7 +25,7 @@ pub enum Command {
     Prune(PruneArgs),
     /// Stream a backup back into a database (psql or pg_restore), or to stdout.
     Restore(RestoreArgs),
-    /// Check that a backup is whole: sha256, gzip CRC and length, pg_dump's completion.
+    /// Check that a backup is whole: sha256, age authentication, the gzip CRC or zstd checksum, pg_dump's completion.
     Verify(VerifyArgs),
     /// Exit 1 when the newest backup of a database is missing or older than --max-age (for
     /// monitors and scheduled workflows); or print a backmon backup definition.
@@ -177,7 +177,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Dump format: `plain` (SQL text, restore with psql) or `custom` (pg_restore; dumped with
-    /// `-Fc -Z0` and gzipped by us).
+    /// `-Fc -Z0` and compressed by us).
     #[arg(long, env = "PG_DUMP_FORMAT", default_value = "plain")]
     pub format: String,
     /// Extra argument for pg_dump (repeatable), e.g. `--pg-dump-arg=--exclude-table=audit_log`.
@@ -242,7 +242,8 @@ pub struct BackupArgs {
     /// Print the retention plan instead of deleting anything (the backup itself still runs).
     #[arg(long)]
     pub dry_run: bool,
-    /// Read the new backup back and verify it (sha256, gzip, completeness) before pruning.
+    /// Read the new backup back and verify it (sha256, decompression, completeness; of an encrypted
+    /// backup only the sha256 of the stored bytes) before pruning.
     #[arg(long)]
     pub verify: bool,
     /// With a keep rule: also abort this tool's multipart uploads under the prefix, and delete
@@ -335,8 +336,8 @@ pub struct CheckArgs {
     /// With --backmon-definition: the cron schedule the backup runs on (UTC).
     #[arg(long, env = "BACKUP_SCHEDULE", default_value = "0 3 * * *")]
     pub schedule: String,
-    /// With --backmon-definition: the dump format the backups use (`plain`: .sql.gz,
-    /// `custom`: .dump.gz).
+    /// With --backmon-definition: the dump format the backups use (`plain`: .sql.*, `custom`:
+    /// .dump.*).
     #[arg(long, env = "PG_DUMP_FORMAT", default_value = "plain")]
     pub format: String,
     /// With --backmon-definition: the compressor the backups use (`gzip` or `zstd`).

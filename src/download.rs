@@ -442,9 +442,11 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     })
 }
 
-/// Reads the stored bytes to their end and checks their sha256 against the metadata, if it has
-/// one, without decrypting: what a host without the identity can check of an encrypted backup.
-pub async fn stream_stored(opened: Opened) -> Result<Streamed> {
+/// Reads the stored bytes to their end and checks their sha256 against the metadata and
+/// against `sent` (the sha256 `backup` computed of the bytes it uploaded), without decrypting:
+/// what a host without the identity can check of an encrypted backup. It fails only when
+/// neither is known.
+pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streamed> {
     let Opened {
         key,
         expected_sha256,
@@ -466,11 +468,22 @@ pub async fn stream_stored(opened: Opened) -> Result<Streamed> {
         let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
         (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
     };
-    match &expected_sha256 {
-        Some(expected) if *expected != sha256 => bail!(
-            "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
-        ),
-        _ => {}
+    if let Some(expected) = &expected_sha256 {
+        if *expected != sha256 {
+            bail!(
+                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
+            )
+        }
+    }
+    if let Some(sent) = sent {
+        if sent != sha256 {
+            bail!(
+                "sha256 of {key} is {sha256} but this backup uploaded bytes with sha256 {sent}: the store changed them; restore an older backup (see `pg-s3-backup list`)"
+            )
+        }
+    }
+    if expected_sha256.is_none() && sent.is_none() {
+        bail!("{key} has no sha256 metadata, and without an identity nothing else of it can be checked: verify it with --age-identity");
     }
     Ok(Streamed {
         stored_bytes,

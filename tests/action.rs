@@ -509,3 +509,42 @@ fn the_release_rewrite_pins_the_image_by_digest_and_changes_nothing_else() {
             .replace('\n', "\r\n")
     );
 }
+
+/// An `age-recipients` input that holds only comments (a key commented out in a rotation) must
+/// not turn into an unencrypted backup.
+#[tokio::test]
+async fn a_comment_only_age_recipients_input_is_refused() {
+    let db = unique("rev-action");
+    Pg::create_db(&db);
+    let store = Store::Moto;
+    let bucket = store.bucket("rev-action").await;
+    let endpoint = store.endpoint();
+    let url = Pg::url(&db);
+    let runner = Runner::new();
+    let with = [
+        ("database-url", url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        (
+            "age-recipients",
+            "# age1old... rotated out, the new key is pending\n",
+        ),
+    ];
+    let (ak, sk) = store.keys();
+    let out = runner.run(
+        &with,
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
+    assert_eq!(
+        out.code, 2,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stderr.contains("age-recipients"), "{}", out.stderr);
+    assert!(
+        store.keys_in(&bucket).await.is_empty(),
+        "an object was written"
+    );
+}

@@ -1602,3 +1602,42 @@ async fn lost_answer_without_read(store: Store) {
 async fn a_lost_answer_without_read_access_never_claims_nothing_was_stored() {
     on_both_stores(lost_answer_without_read).await;
 }
+
+/// An encrypted backup whose sha256 metadata could not be attached (CopyObject refused; on AWS
+/// any object over 5 GiB) still verifies on the host that holds no identity: against the sha256
+/// of the bytes it sent. Its `--verify` passes and `--keep-last` runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_backup_without_its_metadata_verifies_against_what_it_sent() {
+    let store = Store::Moto;
+    let bucket = store.bucket("enc-copy").await;
+    let key = crate::codecs::age_keygen();
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::CopyObject,
+        1,
+        Fault::Always(Box::new(Fault::Status(403))),
+    );
+    for _ in 0..2 {
+        let backup = fixed_input(store, &bucket, &proxy.url()).args(&[
+            "--verify",
+            "--keep-last",
+            "1",
+            "--age-recipient",
+            key.public.as_str(),
+        ]);
+        let out = tokio::task::spawn_blocking(move || backup.run().run())
+            .await
+            .unwrap();
+        let json = out.ok();
+        assert_eq!(json["verified"], true, "{}", out.stderr);
+        assert_eq!(json["metadata_complete"], false, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("sha256 matches the bytes this backup sent"),
+            "{}",
+            out.stderr
+        );
+    }
+    // The second run pruned the first: --keep-last 1 ran.
+    assert_eq!(store.keys_in(&bucket).await.len(), 1);
+}

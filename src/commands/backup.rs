@@ -35,7 +35,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     let size = stored.counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
     // and the outcome is still reported, with exit 130/143.
-    let verified = cfg.verify && verify(&client, &cfg, &key).await?;
+    let verified = cfg.verify && verify(&client, &cfg, &key, &stored.sha256).await?;
     let retention = match signals::stop_requested() {
         None => {
             if !cfg.retention.is_empty() {
@@ -85,10 +85,15 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
 }
 
 /// `--verify`: reads the new object back. `false` when a signal stopped it.
-async fn verify(client: &aws_sdk_s3::Client, cfg: &BackupConfig, key: &str) -> Result<bool> {
+async fn verify(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    key: &str,
+    sent_sha256: &str,
+) -> Result<bool> {
     output::group("Verify");
     match or_stop(
-        ops::verify::key(client, &cfg.s3, key, None),
+        ops::verify::key(client, &cfg.s3, key, None, Some(sent_sha256)),
         "verify stopped",
     )
     .await

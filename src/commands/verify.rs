@@ -13,7 +13,7 @@ pub async fn run(args: &VerifyArgs) -> Result<()> {
     let key = select::key(&client, &cfg.s3, &cfg.which).await?;
     let identities = cfg.identities.as_ref();
     download::check_decryptable(&cfg.s3.prefix, &key, identities)?;
-    output::data_line(&verify::key(&client, &cfg.s3, &key, identities).await?);
+    output::data_line(&verify::key(&client, &cfg.s3, &key, identities, None).await?);
     if let Some(conn) = &cfg.scratch {
         let restored = restore::into(&client, &cfg.s3, &key, conn, false, identities).await?;
         output::data_line(format_args!(

@@ -143,9 +143,11 @@ impl BackupConfig {
 }
 
 /// zstd's default thread count at most: libzstd at level 3 compresses pg_dump's output at
-/// ~300 MB/s a thread, so 8 outrun any single pg_dump, while each thread holds ~10 MB (more at
-/// higher levels). `--threads` sets any count.
+/// ~300 MB/s a thread, so 8 outrun any single pg_dump, while each thread holds ~10 MB. From
+/// level 10 a thread holds up to ~95 MB (level 19: an 8 MiB window, and libzstd raises the job
+/// to its overlap), so at most [`ZSTD_HIGH_LEVEL_THREADS`]. `--threads` sets any count.
 const ZSTD_DEFAULT_THREADS: usize = 8;
+const ZSTD_HIGH_LEVEL_THREADS: usize = 4;
 
 fn compress_options(
     name: &str,
@@ -159,12 +161,19 @@ fn compress_options(
             threads: threads.unwrap_or(cores),
             ..GzipOptions::default()
         })),
-        Compression::Zstd => Ok(compress::Options::Zstd(ZstdOptions {
-            level: level.map_or(Ok(compress::ZSTD_DEFAULT_LEVEL.into()), |l| {
+        Compression::Zstd => {
+            let level = level.map_or(Ok(compress::ZSTD_DEFAULT_LEVEL.into()), |l| {
                 int_in(l, "--compression-level", 1, 19)
-            })? as i32,
-            threads: threads.unwrap_or(cores.min(ZSTD_DEFAULT_THREADS)),
-        })),
+            })? as i32;
+            let most = match level {
+                ..=9 => ZSTD_DEFAULT_THREADS,
+                _ => ZSTD_HIGH_LEVEL_THREADS,
+            };
+            Ok(compress::Options::Zstd(ZstdOptions {
+                level,
+                threads: threads.unwrap_or(cores.min(most)),
+            }))
+        }
     }
 }
 
@@ -520,6 +529,12 @@ mod tests {
         }
         match compress_options("zstd", Some("19"), Some(16)).unwrap() {
             compress::Options::Zstd(z) => assert_eq!((z.level, z.threads), (19, 16)),
+            other => panic!("{other:?}"),
+        }
+        match compress_options("zstd", Some("10"), None).unwrap() {
+            compress::Options::Zstd(z) => {
+                assert_eq!(z.threads, cores.min(ZSTD_HIGH_LEVEL_THREADS))
+            }
             other => panic!("{other:?}"),
         }
         for (name, level) in [("gzip", "10"), ("zstd", "20"), ("zstd", "0"), ("lz4", "1")] {

@@ -19,17 +19,20 @@ pub async fn key(
     cfg: &S3Config,
     key: &str,
     identities: Option<&Identities>,
+    sent_sha256: Option<&str>,
 ) -> Result<String> {
     let (_, codec) = download::kind_of(&cfg.prefix, key);
     if codec.encrypted && identities.is_none() {
         let opened = download::open_stored(client, &cfg.bucket, key).await?;
-        let sha_note = match opened.expected_sha256 {
-            Some(_) => "sha256 matches its metadata",
-            None => "no sha256 metadata to compare",
+        let has_sha = opened.expected_sha256.is_some();
+        let streamed = download::stream_stored(opened, sent_sha256).await?;
+        let matches = if has_sha {
+            "its metadata"
+        } else {
+            "the bytes this backup sent"
         };
-        let streamed = download::stream_stored(opened).await?;
         return Ok(format!(
-            "ok: s3://{}/{key}: {} bytes stored, {sha_note}; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
+            "ok: s3://{}/{key}: {} bytes stored, sha256 matches {matches}; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
             cfg.bucket, streamed.stored_bytes
         ));
     }
