@@ -51,6 +51,7 @@ pub const INPUTS: &[(&str, &str, Kind)] = &[
     ("sse", "--sse", Kind::Value),
     ("sse-kms-key-id", "--sse-kms-key-id", Kind::Value),
     ("dry-run", "--dry-run", Kind::Switch),
+    ("ping-url", "--ping-url", Kind::Value),
     ("connect-timeout", "--connect-timeout", Kind::Value),
     (
         "abort-incomplete-after",
@@ -77,6 +78,7 @@ const SECRET_ENV: &[&str] = &[
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "PGPASSWORD",
     "AGE_IDENTITY",
+    "PING_URL",
 ];
 
 /// Flags and variables that hold a database connection string (and so maybe a password).
@@ -167,6 +169,17 @@ pub fn mask_known_secrets(args: &[String]) {
         if let Ok(v) = std::env::var(var) {
             output::mask(&v);
         }
+    }
+    // A health-check URL holds its check's token.
+    for (i, arg) in args.iter().enumerate() {
+        match arg.strip_prefix("--ping-url") {
+            Some("") => args.get(i + 1).into_iter().for_each(|v| output::mask(v)),
+            Some(rest) if rest.starts_with('=') => output::mask(&rest[1..]),
+            _ => {}
+        }
+    }
+    if let Ok(v) = std::env::var(input_var("ping-url")) {
+        output::mask(v.trim());
     }
 }
 

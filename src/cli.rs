@@ -253,6 +253,11 @@ pub struct BackupArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Health-check URL (healthchecks.io protocol): POST `URL/start` when the backup begins,
+    /// `URL` with the JSON outcome on success, `URL/fail` with the error line on failure. A
+    /// failed ping warns and never changes the outcome.
+    #[arg(long, env = "PING_URL", hide_env_values = true)]
+    pub ping_url: Option<String>,
 }
 
 /// Which backup: an exact key, or the newest (at or before a time) of a database.

@@ -19,6 +19,7 @@ pub mod layout;
 pub mod limits;
 pub mod ops;
 pub mod output;
+pub mod ping;
 pub mod progress;
 pub mod report;
 pub mod retention;

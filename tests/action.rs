@@ -548,3 +548,42 @@ async fn a_comment_only_age_recipients_input_is_refused() {
         "an object was written"
     );
 }
+
+/// The `ping-url` input: masked before anything is printed (it holds the check's token), and
+/// the monitor gets the start and the outcome.
+#[tokio::test]
+async fn the_ping_url_input_is_masked_first_and_pinged() {
+    let db = unique("action-ping");
+    Pg::create_db(&db);
+    let store = Store::Moto;
+    let bucket = store.bucket("action-ping").await;
+    let sink = crate::pings::Sink::start(crate::pings::Answer::Ok);
+    let (url, token) = crate::pings::check_url(&sink);
+    let endpoint = store.endpoint();
+    let db_url = Pg::url(&db);
+    let runner = Runner::new();
+    let with = [
+        ("database-url", db_url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("ping-url", url.as_str()),
+    ];
+    let (ak, sk) = store.keys();
+    let out = runner.run(
+        &with,
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    crate::container::masked_first(&out, &[&url]);
+    let paths: Vec<String> = sink.hits().into_iter().map(|h| h.1).collect();
+    assert_eq!(
+        paths,
+        [format!("/ping/{token}/start"), format!("/ping/{token}")]
+    );
+}

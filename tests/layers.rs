@@ -33,7 +33,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("flags to validated configuration, and GitHub Actions I/O", &["config", "action"]),
     ("credentials", &["auth"]),
     ("the S3 client", &["s3"]),
-    ("sinks and sources of bytes", &["upload", "store", "target", "download"]),
+    (
+        "sinks and sources of bytes, and the health-check pings",
+        &["upload", "store", "target", "download", "ping"],
+    ),
     ("operations and what they report", &["ops", "report"]),
     ("commands", &["commands"]),
 ];

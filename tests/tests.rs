@@ -14,6 +14,7 @@ mod faults;
 mod hostile;
 mod layers;
 mod parts;
+mod pings;
 mod restore;
 mod retention;
 mod trust;

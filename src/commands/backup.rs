@@ -4,9 +4,10 @@
 
 use crate::cli::BackupArgs;
 use crate::config::BackupConfig;
-use crate::error::Interrupted;
+use crate::error::{self, Interrupted};
 use crate::layout::BackupId;
 use crate::ops::{self, claim, prune::Report};
+use crate::ping::Pinger;
 use crate::report::{self, Outcome};
 use crate::signals::{self, or_stop};
 use crate::source::{pg_dump, preflight};
@@ -17,6 +18,27 @@ use std::time::Instant;
 
 pub async fn run(args: &BackupArgs) -> Result<()> {
     let cfg = BackupConfig::from_args(args)?;
+    let Some(url) = &cfg.ping else {
+        return backup(&cfg, &mut None).await;
+    };
+    // The pings frame the run: they never change its outcome (see `ping`).
+    let pinger = Pinger::new(url);
+    pinger.start().await;
+    let mut outcome = None;
+    let result = backup(&cfg, &mut outcome).await;
+    match (&result, outcome) {
+        (Ok(()), Some(json)) => pinger.success(&json).await,
+        (Ok(()), None) => pinger.success("{}").await,
+        (Err(e), _) => {
+            let stopped = e.downcast_ref::<Interrupted>().is_some();
+            pinger.fail(&error::one_line(e), stopped).await
+        }
+    }
+    result
+}
+
+/// The backup itself; `outcome` gets its JSON once it is known.
+async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result<()> {
     let started = Instant::now();
     output::group("Preflight: PostgreSQL, pg_dump, S3");
     // Nothing is written before the key is claimed: a signal here just stops.
@@ -29,25 +51,25 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     let client = s3::client(&cfg.s3).await?;
     let id = BackupId::new(&server.database, Utc::now(), cfg.format).with_codec(cfg.codec());
     let claim = claim::claim_key(&client, &cfg.s3, &cfg.object, id).await?;
-    let stored = ops::backup::store(&client, &cfg, &server, &dump, &claim).await?;
+    let stored = ops::backup::store(&client, cfg, &server, &dump, &claim).await?;
     let key = claim.key;
     let _complete = signals::context(format!("the backup {} is complete", stored.uri));
     let size = stored.counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
     // and the outcome is still reported, with exit 130/143.
-    let verified = cfg.verify && verify(&client, &cfg, &key, &stored.sha256).await?;
+    let verified = cfg.verify && verify(&client, cfg, &key, &stored.sha256).await?;
     let retention = match signals::stop_requested() {
         None => {
             if !cfg.retention.is_empty() {
                 output::group("Retention");
             }
-            ops::prune::after_backup(&client, &cfg, &server.database, &key, size).await?
+            ops::prune::after_backup(&client, cfg, &server.database, &key, size).await?
         }
         Some(_) => None,
     };
     output::end_group();
     let stopped = signals::stop_requested().map(|sig| {
-        let undone = undone(&cfg, verified, retention.as_ref());
+        let undone = undone(cfg, verified, retention.as_ref());
         anyhow::Error::new(Interrupted(sig))
             .context(format!("the backup {} is complete; {undone}", stored.uri))
     });
@@ -80,6 +102,7 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
             .unwrap_or_default(),
         retention,
     };
+    *outcome_json = serde_json::to_string(&outcome).ok();
     report::backup(&outcome, cfg.json)?;
     stopped.map_or(Ok(()), Err)
 }

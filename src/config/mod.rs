@@ -4,6 +4,7 @@
 
 mod auth;
 mod commands;
+mod ping;
 
 use crate::cli::{BackupArgs, ChecksumArg, RetentionArgs, S3Args};
 use crate::compress::{self, GzipOptions, ZstdOptions};
@@ -20,6 +21,7 @@ pub use commands::{
     BackmonConfig, CheckConfig, Destination, PolicyConfig, PruneConfig, RestoreConfig,
     VerifyConfig, Which,
 };
+pub use ping::PingUrl;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,6 +78,8 @@ pub struct BackupConfig {
     /// With a keep policy: clean up killed runs' uploads and locks older than this.
     pub abort_after: std::time::Duration,
     pub json: bool,
+    /// `--ping-url`: the health-check pings of this run.
+    pub ping: Option<PingUrl>,
 }
 
 impl BackupConfig {
@@ -125,7 +129,19 @@ impl BackupConfig {
                 std::time::Duration::from_secs(3600),
             )?,
             json: args.json,
+            ping: ping_url(args.ping_url.as_deref())?,
         })
+    }
+}
+
+/// `--ping-url` (env PING_URL), empty meaning none. The value is never quoted: it holds the
+/// check's token.
+fn ping_url(value: Option<&str>) -> Result<Option<PingUrl>> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => PingUrl::parse(v).map(Some).map_err(|why| {
+            usage!("--ping-url (or PING_URL) is not a health-check URL: {why}: give the check's http(s) ping URL, e.g. https://hc-ping.com/UUID")
+        }),
     }
 }
 
