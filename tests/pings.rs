@@ -246,7 +246,7 @@ async fn a_stopped_backup_pings_fail() {
     let sink = Sink::start(Answer::Ok);
     let (url, token) = check_url(&sink);
     let slow = crate::support::fake_pg_dump("sleep 30");
-    let mut child = Run::backup(
+    let child = Run::backup(
         store,
         &bucket,
         &Pg::url(&db),
