@@ -14,6 +14,10 @@ pub enum Answer {
     Status(u16),
     /// Reads the request and never answers.
     Never,
+    /// Never answers a request whose path (before `?`) ends with this; answers the others 200.
+    NeverOn(&'static str),
+    /// Answers 307 to this origin, same path (a monitor sending the client elsewhere).
+    Redirect(&'static str),
 }
 
 /// One request the sink received: method, path (with query), body.
@@ -60,12 +64,28 @@ impl Sink {
                     reader.read_exact(&mut body).unwrap();
                     seen.lock().unwrap().push((
                         method,
-                        path,
+                        path.clone(),
                         String::from_utf8_lossy(&body).into_owned(),
                     ));
                     let mut stream = stream;
                     match answer {
                         Answer::Never => std::thread::sleep(std::time::Duration::from_secs(60)),
+                        Answer::NeverOn(end)
+                            if path.split('?').next().unwrap_or("").ends_with(end) =>
+                        {
+                            std::thread::sleep(std::time::Duration::from_secs(60))
+                        }
+                        Answer::NeverOn(_) => {
+                            let _ = stream.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                            );
+                        }
+                        Answer::Redirect(origin) => {
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 307 Elsewhere\r\nLocation: {origin}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                        }
                         Answer::Ok => {
                             let _ = stream.write_all(
                                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
@@ -201,10 +221,11 @@ async fn a_dead_failing_or_silent_ping_target_only_warns() {
         assert!(json["key"].as_str().is_some());
         let token = url.rsplit('/').next().unwrap();
         assert!(!out.stderr.contains(token), "{}", out.stderr);
+        let origin = url.split("/ping/").next().unwrap();
         for what in ["(start)", "(success)"] {
             assert!(
                 out.stderr.contains(&format!(
-                    "health-check ping {what} to http://127.0.0.1/… failed: {why}"
+                    "health-check ping {what} to {origin}/… failed: {why}"
                 )),
                 "{what} {why}: {}",
                 out.stderr
@@ -225,7 +246,15 @@ async fn a_bad_ping_url_is_refused_before_anything_runs() {
     let bucket = store.bucket("ping-bad").await;
     let db = db();
     for (bad, why) in [
-        ("ftp://hc.example/secret-token-1", "scheme is `ftp`"),
+        (
+            "ftp://hc.example/secret-token-1",
+            "does not start with http:// or https://",
+        ),
+        // The part before the first `:` parses as the scheme: it is not quoted either.
+        (
+            "secret-token-4:https://hc.example/x",
+            "does not start with http:// or https://",
+        ),
         ("hc-ping.com/secret-token-2", "not a URL"),
         ("https://hc.example/secret-token-3#x", "fragment"),
     ] {
@@ -278,4 +307,69 @@ async fn a_stopped_backup_pings_fail() {
         out.stderr,
         hits[1]
     );
+}
+
+/// A signal while a ping waits for a silent monitor (10 s, twice) neither outlasts the grace nor
+/// changes what the run says: during `start`, the backup stops before anything is written and
+/// `/fail` is sent; during the success ping, the run says the backup is complete, not that it
+/// "stopped before it finished cleaning up".
+#[tokio::test]
+async fn a_signal_during_a_slow_ping_stops_within_the_grace_and_says_what_happened() {
+    let store = Store::Moto;
+    let bucket = store.bucket("ping-sig").await;
+    let db = db();
+    for (end, says) in [
+        ("/start", "stopped before anything was written"),
+        ("/p", "stopped as it finished: what it printed is complete"),
+    ] {
+        let sink = Sink::start(Answer::NeverOn(end));
+        let url = format!("{}/ping/tok-{}/p", sink.base, unique("sig"));
+        secret(&url);
+        let child = Run::backup(store, &bucket, &Pg::url(&db), &["--ping-url", &url]).spawn();
+        let started = std::time::Instant::now();
+        while !sink
+            .hits()
+            .iter()
+            .any(|h| h.1.split('?').next().unwrap().ends_with(end))
+            && started.elapsed().as_secs() < 30
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let stopped = std::time::Instant::now();
+        let out: crate::support::Done = child.wait_with_output().unwrap().into();
+        assert_eq!(out.code, 143, "{}", out.stderr);
+        assert!(stopped.elapsed().as_secs() < 4, "{:?}", stopped.elapsed());
+        assert!(out.stderr.contains(says), "{end}: {}", out.stderr);
+        assert!(!out.stderr.contains("cleaning up"), "{end}: {}", out.stderr);
+        if end == "/start" {
+            let hits = sink.hits();
+            assert!(hits.iter().any(|h| h.1.ends_with("/p/fail")), "{hits:?}");
+        }
+    }
+}
+
+/// A monitor that redirects is not followed: the body and the URL (as `Referer`) would go to
+/// wherever it points. The ping warns; the backup is unchanged.
+#[tokio::test]
+async fn a_redirecting_monitor_is_not_followed() {
+    let store = Store::Moto;
+    let bucket = store.bucket("ping-redir").await;
+    let db = db();
+    let elsewhere = Sink::start(Answer::Ok);
+    let origin: &'static str = Box::leak(
+        elsewhere
+            .base
+            .replace("127.0.0.1", "localhost")
+            .into_boxed_str(),
+    );
+    let sink = Sink::start(Answer::Redirect(origin));
+    let (url, token) = check_url(&sink);
+    let out = Run::backup(store, &bucket, &Pg::url(&db), &["--ping-url", &url]).run();
+    assert!(out.ok()["key"].as_str().is_some());
+    assert!(out.stderr.contains("HTTP 307"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&token), "{}", out.stderr);
+    assert_eq!(sink.hits().len(), 4, "{:?}", sink.hits());
+    assert!(elsewhere.hits().is_empty(), "{:?}", elsewhere.hits());
 }

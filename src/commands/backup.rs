@@ -26,12 +26,19 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     pinger.start().await;
     let mut outcome = None;
     let result = backup(&cfg, &mut outcome).await;
+    // If `main` drops the command during a ping (grace over, second signal), it reports
+    // what the guard says, not "stopped before it finished cleaning up".
     match (&result, outcome) {
-        (Ok(()), Some(json)) => pinger.success(&json).await,
-        (Ok(()), None) => pinger.success("{}").await,
+        (Ok(()), json) => {
+            let _done =
+                signals::context("the backup is complete; its health-check ping was not sent");
+            pinger.success(json.as_deref().unwrap_or("{}")).await
+        }
         (Err(e), _) => {
+            let line = error::one_line(e);
+            let _failed = signals::context(line.clone());
             let stopped = e.downcast_ref::<Interrupted>().is_some();
-            pinger.fail(&error::one_line(e), stopped).await
+            pinger.fail(&line, stopped).await
         }
     }
     result

@@ -15,11 +15,10 @@ impl PingUrl {
     /// An http(s) URL with a host; the error never quotes the value (it may hold a token).
     pub fn parse(text: &str) -> Result<Self, String> {
         let url = url::Url::parse(text.trim()).map_err(|e| format!("it is not a URL ({e})"))?;
+        // The scheme is not quoted either: `user:password@host` and `TOKEN:...` parse with
+        // the user name or the token as the scheme.
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "its scheme is `{}`, not http or https",
-                url.scheme()
-            ));
+            return Err("it does not start with http:// or https://".into());
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("it has no host".into());
@@ -32,8 +31,9 @@ impl PingUrl {
 
     /// What messages show: the scheme and host, never the path that holds the check's token.
     pub fn shown(&self) -> String {
+        let port = self.0.port().map(|p| format!(":{p}")).unwrap_or_default();
         format!(
-            "{}://{}/…",
+            "{}://{}{port}/…",
             self.0.scheme(),
             self.0.host_str().unwrap_or("")
         )
@@ -83,9 +83,15 @@ mod tests {
             "https://",
             "https://h/x#frag",
             "",
+            "backup:s3cr3tpass@hc-ping.com/x",
+            "f47ac10b-58cc-4372-a567-0e02b2c3d479:x",
         ] {
             let err = PingUrl::parse(bad).unwrap_err();
             assert!(bad.len() < 3 || !err.contains(bad), "{err}");
+            assert!(
+                !err.contains("s3cr3t") && !err.contains("f47ac10b") && !err.contains("backup:"),
+                "{err}"
+            );
         }
     }
 }
