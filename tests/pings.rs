@@ -68,36 +68,27 @@ impl Sink {
                         String::from_utf8_lossy(&body).into_owned(),
                     ));
                     let mut stream = stream;
-                    match answer {
-                        Answer::Never => std::thread::sleep(std::time::Duration::from_secs(60)),
-                        Answer::NeverOn(end)
-                            if path.split('?').next().unwrap_or("").ends_with(end) =>
-                        {
-                            std::thread::sleep(std::time::Duration::from_secs(60))
-                        }
-                        Answer::NeverOn(_) => {
-                            let _ = stream.write_all(
-                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
-                            );
-                        }
-                        Answer::Redirect(origin) => {
-                            let _ = write!(
-                                stream,
-                                "HTTP/1.1 307 Elsewhere\r\nLocation: {origin}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            );
-                        }
-                        Answer::Ok => {
-                            let _ = stream.write_all(
-                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
-                            );
-                        }
-                        Answer::Status(code) => {
-                            let _ = write!(
-                                stream,
-                                "HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            );
-                        }
+                    let silent = match answer {
+                        Answer::Never => true,
+                        Answer::NeverOn(end) => path.split('?').next().unwrap_or("").ends_with(end),
+                        _ => false,
+                    };
+                    if silent {
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                        return;
                     }
+                    let (status, location) = match answer {
+                        Answer::Redirect(origin) => (
+                            "307 Elsewhere".to_string(),
+                            format!("Location: {origin}{path}\r\n"),
+                        ),
+                        Answer::Status(code) => (format!("{code} Oops"), String::new()),
+                        _ => ("200 OK".to_string(), String::new()),
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
                 });
             }
         });
