@@ -419,18 +419,7 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     if !after.is_empty() {
         bail!("{key} has data after the end of its {name} stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)");
     }
-    let (stored_bytes, sha256) = {
-        let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
-        (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
-    };
-    match &expected_sha256 {
-        Some(expected) if *expected != sha256 => {
-            bail!(
-                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
-            )
-        }
-        _ => {}
-    }
+    let (stored_bytes, sha256) = Hashed::finish(&hashed, &key, expected_sha256.as_deref())?;
     if let Some((e, _)) = refused {
         return Err(e);
     }
@@ -464,17 +453,7 @@ pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streame
             ),
         }
     }
-    let (stored_bytes, sha256) = {
-        let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
-        (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
-    };
-    if let Some(expected) = &expected_sha256 {
-        if *expected != sha256 {
-            bail!(
-                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
-            )
-        }
-    }
+    let (stored_bytes, sha256) = Hashed::finish(&hashed, &key, expected_sha256.as_deref())?;
     if let Some(sent) = sent {
         if sent != sha256 {
             bail!(
@@ -497,6 +476,23 @@ pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streame
 struct Hashed {
     hasher: Sha256,
     bytes: u64,
+}
+
+impl Hashed {
+    /// The count and sha256 of every stored byte read, checked against the `sha256` metadata
+    /// when there is one.
+    fn finish(hashed: &Mutex<Self>, key: &str, expected: Option<&str>) -> Result<(u64, String)> {
+        let (bytes, sha256) = {
+            let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
+            (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
+        };
+        match expected {
+            Some(expected) if expected != sha256 => bail!(
+                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
+            ),
+            _ => Ok((bytes, sha256)),
+        }
+    }
 }
 
 /// Hashes and counts the stored bytes as the decoder reads them, and fails the read when the

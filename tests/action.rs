@@ -287,17 +287,8 @@ async fn the_codec_inputs_make_an_encrypted_zstd_backup_and_the_identity_is_mask
     let (body, meta, _) = store.get(&bucket, key).await;
     assert_eq!(meta["age-recipients"], "2");
     for k in [&a, &b] {
-        let mut age = Command::new("age")
-            .args(["-d", "-i", k.file.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        age.stdin.take().unwrap().write_all(&body).unwrap();
-        let plain = age.wait_with_output().unwrap();
-        assert!(plain.status.success());
-        let dump = zstd::decode_all(&plain.stdout[..]).unwrap();
+        let plain = crate::support::pipe("age", &["-d", "-i", k.file.to_str().unwrap()], &body);
+        let dump = zstd::decode_all(&plain[..]).unwrap();
         assert!(String::from_utf8_lossy(&dump).contains("PostgreSQL database dump complete"));
     }
     let identity = std::fs::read_to_string(&a.file).unwrap();

@@ -4,10 +4,10 @@
 //! prune, check and `restore --latest` take every codec of a database as one series.
 
 use crate::restore::{fixture_db, run};
-use crate::support::{secret, unique, Pg, Run, Store, STORES};
+use crate::support::{pipe, secret, unique, Pg, Run, Store, STORES};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A key pair from the real `age-keygen`: the identity file and its public key.
 pub struct AgeKey {
@@ -47,31 +47,6 @@ pub fn age_keygen() -> AgeKey {
         public: String::from_utf8(public.stdout).unwrap().trim().to_string(),
         secret: secret_line,
     }
-}
-
-/// Runs `program args` with `input` on stdin; its stdout, or a panic with its stderr.
-fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 fn path(p: &Path) -> &str {

@@ -13,8 +13,9 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     let cfg = RestoreConfig::from_args(args)?;
     let client = s3::client(&cfg.s3).await?;
     let key = select::key(&client, &cfg.s3, &cfg.which).await?;
+    // `download::open` and `restore::into` refuse an encrypted key without an identity
+    // before any download or database connection.
     let identities = cfg.identities.as_ref();
-    download::check_decryptable(&cfg.s3.prefix, &key, identities)?;
     let bucket = &cfg.s3.bucket;
     match &cfg.destination {
         Destination::Stdout => {

@@ -85,10 +85,11 @@ pub struct BackupConfig {
 impl BackupConfig {
     pub fn from_args(args: &BackupArgs) -> Result<Self> {
         let s3 = S3Config::from_args(&args.s3)?;
-        let threads = match &args.threads {
-            Some(t) => Some(int_in(t, "--threads", 1, 256)? as usize),
-            None => None,
-        };
+        let threads = args
+            .threads
+            .as_deref()
+            .map(|t| int_in(t, "--threads", 1, 256).map(|n| n as usize))
+            .transpose()?;
         let compress = compress_options(
             &args.compression,
             args.compression_level.as_deref(),

@@ -110,7 +110,6 @@ fn spawn_compressor(
                 inner: stdout,
                 counters: counters.clone(),
                 watch: Watch::default(),
-                raw: 0,
             };
             let sink = ChannelSink {
                 tx,
@@ -118,9 +117,9 @@ fn spawn_compressor(
                 counters,
             };
             let result = encode(&mut reader, sink, &opts, recipients.as_ref())
-                .map(|mut sink| {
+                .map(|(mut sink, raw)| {
                     let sha256 = hex::encode(sink.hasher.finalize_reset());
-                    (reader.raw, sha256, std::mem::take(&mut reader.watch))
+                    (raw, sha256, std::mem::take(&mut reader.watch))
                 })
                 .map_err(anyhow::Error::from);
             let _ = done_tx.send(result);
@@ -129,24 +128,24 @@ fn spawn_compressor(
     Ok(done_rx)
 }
 
-/// Compresses `reader` into `sink`, encrypted to `recipients` if given. The stream's end (the
-/// gzip trailer, the zstd frame's end, age's last chunk) is written only after the input ended
-/// well, so nothing partial is ever a whole stream.
+/// Compresses `reader` into `sink`, encrypted to `recipients` if given; returns the sink and
+/// the bytes read. The stream's end (the gzip trailer, the zstd frame's end, age's last chunk)
+/// is written only after the input ended well, so nothing partial is ever a whole stream.
 fn encode(
     reader: &mut CountingReader,
     mut sink: ChannelSink,
     opts: &compress::Options,
     recipients: Option<&Recipients>,
-) -> std::io::Result<ChannelSink> {
+) -> std::io::Result<(ChannelSink, u64)> {
     match recipients {
         None => {
-            compress::encode(reader, &mut sink, opts)?;
-            Ok(sink)
+            let raw = compress::encode(reader, &mut sink, opts)?;
+            Ok((sink, raw))
         }
         Some(recipients) => {
             let mut encrypted = recipients.encrypt(sink)?;
-            compress::encode(reader, &mut encrypted, opts)?;
-            encrypted.finish()
+            let raw = compress::encode(reader, &mut encrypted, opts)?;
+            Ok((encrypted.finish()?, raw))
         }
     }
 }
@@ -156,14 +155,12 @@ struct CountingReader {
     inner: BlockingStdout,
     counters: Arc<Counters>,
     watch: Watch,
-    raw: u64,
 }
 
 impl Read for CountingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.counters.add_raw(n as u64);
-        self.raw += n as u64;
         self.watch.see(&buf[..n]);
         Ok(n)
     }

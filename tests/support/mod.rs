@@ -594,24 +594,29 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    pipe("gzip", &["-dc"], data)
+}
+
+/// Runs `program args` with `input` on stdin; its stdout, or a panic with its stderr.
+pub fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut child = Command::new("gzip")
-        .arg("-dc")
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("gzip");
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
+    let input = input.to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
+        let _ = stdin.write_all(&input);
     });
-    let out = child.wait_with_output().expect("gzip");
+    let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     assert!(
         out.status.success(),
-        "gzip -dc failed: {}",
+        "{program} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
