@@ -22,6 +22,8 @@ pub enum Kind {
 /// reads `INPUT_*`; a test checks it against action.yml both ways.
 pub const INPUTS: &[(&str, &str, Kind)] = &[
     ("database-url", "--database-url", Kind::Value),
+    ("all-databases", "--all-databases", Kind::Switch),
+    ("exclude-databases", "--exclude-database", Kind::Lines),
     ("bucket", "--bucket", Kind::Value),
     ("prefix", "--prefix", Kind::Value),
     ("aws-region", "--region", Kind::Value),
@@ -69,6 +71,8 @@ pub const OUTPUTS: &[&str] = &[
     "sha256",
     "duration-seconds",
     "pruned-count",
+    "backups",
+    "failed-count",
 ];
 
 /// Environment variables whose values are secrets wherever they are set.

@@ -2,14 +2,14 @@
 //! and directory patterns that match the keys `layout` writes, the schedule, and the keep
 //! policy's expressible part. Pure: it builds text and never touches the network.
 
-use crate::layout::{BackupId, Codec, DumpFormat};
+use crate::layout::{Codec, DumpFormat, Series};
 use crate::retention::{Policy, Span};
 
 /// What the backmon definition describes.
 pub struct Backmon<'a> {
     pub bucket: &'a str,
     pub prefix: &'a str,
-    pub database: &'a str,
+    pub series: &'a Series,
     pub format: DumpFormat,
     /// backmon matches one file pattern: the codec the backups are written with.
     pub codec: Codec,
@@ -34,7 +34,7 @@ pub struct Backmon<'a> {
 /// month, day, hour, minute, second) and `%%` for a literal `%`; percent-encoded database names
 /// are escaped accordingly. Durations are backmon's: `1Y2M3w4d5h` (uppercase Y and M).
 pub fn definition(b: &Backmon) -> String {
-    let dir_name = BackupId::database_prefix("", b.database);
+    let dir_name = b.series.prefix("");
     let encoded = dir_name.trim_end_matches('/');
     let directory = format!("{}{encoded}", b.prefix).replace('%', "%%");
     let extension = format!("{}{}", b.format.extension(), b.codec.extension());
@@ -46,8 +46,8 @@ pub fn definition(b: &Backmon) -> String {
         out.push('\n');
     };
     line(&format!(
-        "# backmon backup definition for pg-s3-backup backups of `{}` in s3://{}/{}",
-        b.database.escape_debug(),
+        "# backmon backup definition for pg-s3-backup backups of {} in s3://{}/{}",
+        b.series.label().escape_debug(),
         b.bucket,
         b.prefix
     ));
@@ -140,6 +140,7 @@ fn yaml_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::BackupId;
     use chrono::TimeZone;
     use chrono::Utc;
 
@@ -193,7 +194,7 @@ mod tests {
             let def = definition(&Backmon {
                 bucket: "b-1",
                 prefix: "prod/x/",
-                database: db,
+                series: &Series::Database(db.to_string()),
                 format,
                 codec,
                 schedule: "0 3 * * *",
@@ -246,7 +247,7 @@ mod tests {
         let def = definition(&Backmon {
             bucket: "b-1",
             prefix: "",
-            database: "app",
+            series: &Series::Database("app".into()),
             format: DumpFormat::Plain,
             codec: Codec::default(),
             schedule: "30 1 * * 1",
@@ -263,7 +264,7 @@ mod tests {
             retention: &Policy::default(),
             bucket: "b-1",
             prefix: "",
-            database: "app",
+            series: &Series::Database("app".into()),
             format: DumpFormat::Plain,
             codec: Codec::default(),
             schedule: "0 3 * * *",

@@ -41,6 +41,9 @@ pub struct ListArgs {
     /// Only this database's backups (default: every database under the prefix).
     #[arg(long, env = "PGS3_DATABASE")]
     pub database: Option<String>,
+    /// Only the globals backups (roles and tablespaces, from --all-databases).
+    #[arg(long, conflicts_with = "database")]
+    pub globals: bool,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +82,9 @@ pub struct PruneArgs {
     /// Only this database's backups (default: each database under the prefix, separately).
     #[arg(long, env = "PGS3_DATABASE")]
     pub database: Option<String>,
+    /// Only the globals backups (roles and tablespaces, from --all-databases).
+    #[arg(long, conflicts_with = "database")]
+    pub globals: bool,
     #[command(flatten)]
     pub retention: RetentionArgs,
     /// Print the plan and delete nothing.
@@ -170,6 +176,14 @@ pub struct BackupArgs {
     /// libpq `key=value` string. Without it, the PG* environment variables are used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Back up every database of the server that accepts connections and is not a template,
+    /// each as its own backup, and the roles and tablespaces (`pg_dumpall --globals-only`) as
+    /// one more; --database-url names the server and the database to connect to first.
+    #[arg(long, env = "ALL_DATABASES")]
+    pub all_databases: bool,
+    /// With --all-databases: leave out this database (its exact name; repeatable).
+    #[arg(long = "exclude-database")]
+    pub exclude_databases: Vec<String>,
     /// Seconds to wait for PostgreSQL to answer a connection, and the tool's own short queries
     /// (default 30, or the connection string's / PGCONNECT_TIMEOUT's connect_timeout).
     #[arg(long, allow_hyphen_values = true)]
@@ -269,6 +283,10 @@ pub struct Selection {
     /// The database whose backup to use (with --latest or --at).
     #[arg(long, env = "PGS3_DATABASE")]
     pub database: Option<String>,
+    /// Use the globals backups (roles and tablespaces) instead of a database's (with --latest
+    /// or --at).
+    #[arg(long, conflicts_with_all = ["database", "key"])]
+    pub globals: bool,
     /// The newest backup of --database.
     #[arg(long)]
     pub latest: bool,
@@ -326,8 +344,11 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// The database whose newest backup is checked.
-    #[arg(long, env = "PGS3_DATABASE")]
-    pub database: String,
+    #[arg(long, env = "PGS3_DATABASE", required_unless_present = "globals")]
+    pub database: Option<String>,
+    /// Check the newest globals backup (roles and tablespaces) instead of a database's.
+    #[arg(long, conflicts_with = "database")]
+    pub globals: bool,
     /// Most age the newest backup may have, e.g. 26h for a nightly backup, 8d for a weekly one.
     #[arg(long, env = "MAX_AGE", default_value = "26h")]
     pub max_age: String,

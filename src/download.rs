@@ -10,7 +10,7 @@
 
 use crate::crypt::{self, Identities};
 use crate::error::usage;
-use crate::layout::{BackupId, Codec, Compression, DumpFormat};
+use crate::layout::{BackupId, Codec, Compression, DumpFormat, Series};
 use crate::s3::{self, describe};
 use crate::source::process::Process;
 use crate::sql_script::{Event, Script};
@@ -102,6 +102,23 @@ pub struct Check {
     events: Vec<Event>,
 }
 
+impl Check {
+    /// The check for what `opened` holds: a database's dump, or the globals.
+    pub fn of(opened: &Opened) -> Self {
+        Self {
+            script: script_for(opened.globals),
+            events: Vec::new(),
+        }
+    }
+}
+
+fn script_for(globals: bool) -> Script {
+    match globals {
+        true => Script::globals(),
+        false => Script::new(),
+    }
+}
+
 impl Sink for Check {
     async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
         self.script
@@ -125,9 +142,9 @@ pub struct Checked<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Checked<W> {
-    pub fn new(out: W) -> Self {
+    pub fn new(out: W, opened: &Opened) -> Self {
         Self {
-            check: Check::default(),
+            check: Check::of(opened),
             writer: Writer::new(out, true),
         }
     }
@@ -252,6 +269,8 @@ pub async fn stream_archive<S: Sink>(
 pub struct Opened {
     pub key: String,
     pub format: DumpFormat,
+    /// The key is this tool's globals backup (`pg_dumpall --globals-only`).
+    pub globals: bool,
     pub codec: Codec,
     /// The `sha256` metadata written by `backup`, if any.
     pub expected_sha256: Option<String>,
@@ -312,7 +331,14 @@ pub async fn open(
     identities: Option<&Identities>,
 ) -> Result<Opened> {
     check_decryptable(prefix, key, identities)?;
-    get(client, bucket, key, kind_of(prefix, key), identities).await
+    let mut opened = get(client, bucket, key, kind_of(prefix, key), identities).await?;
+    opened.globals = is_globals(prefix, key);
+    Ok(opened)
+}
+
+/// Whether `key` is this tool's globals backup under `prefix`.
+pub fn is_globals(prefix: &str, key: &str) -> bool {
+    BackupId::parse(prefix, key).is_some_and(|id| id.series == Series::Globals)
 }
 
 async fn get(
@@ -347,6 +373,7 @@ async fn get(
     Ok(Opened {
         key: key.to_string(),
         format,
+        globals: false,
         codec,
         expected_sha256: metadata.get("sha256").cloned(),
         metadata,

@@ -1,6 +1,9 @@
 //! Object keys: `{prefix}{db}/{db}-{YYYYMMDD}T{HHMMSS}Z[-{n}].{sql|dump}.{gz|zst}[.age]`,
 //! written and parsed here and nowhere else, so that list, prune and restore only ever see keys
-//! this tool wrote; and the `.lock` object that claims a key while its backup runs. The codec
+//! this tool wrote; and the `.lock` object that claims a key while its backup runs. A server's
+//! roles and tablespaces (`pg_dumpall --globals-only`) are a series of their own under
+//! `{prefix}@globals/@globals-…sql.{gz|zst}[.age]`: a database's directory never starts with a
+//! raw `@` (it is percent-encoded), so no database's keys can be taken for them. The codec
 //! (compression, encryption) is part of the key but not of the series: every codec of a
 //! database is one list of backups. It does not talk to S3.
 
@@ -12,6 +15,9 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 const ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// The directory, and the file names' start, of the globals series. `@` is outside [`ENCODED`]'s
+/// kept characters, so it is no database's directory.
+const GLOBALS_DIR: &str = "@globals";
 const LOCK_SUFFIX: &str = ".lock";
 
 /// How often a running backup rewrites its lock object, so that cleanup (which takes a lock
@@ -140,10 +146,77 @@ impl Codec {
     }
 }
 
+/// What a series of backups holds: one database, or the server's roles and tablespaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Series {
+    Database(String),
+    /// `pg_dumpall --globals-only`: a plain SQL script, restored with psql or `restore`.
+    Globals,
+}
+
+impl Series {
+    /// `database` or `globals`, as `list --json` and the outcome name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Database(_) => "database",
+            Self::Globals => "globals",
+        }
+    }
+
+    /// The database's name; `None` for the globals.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            Self::Database(name) => Some(name),
+            Self::Globals => None,
+        }
+    }
+
+    /// For messages: ``database `app` `` or `the globals`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Database(name) => format!("database `{name}`"),
+            Self::Globals => "the globals".to_string(),
+        }
+    }
+
+    /// For messages that name a database as ``of `app` ``: `` `app` `` or `the globals`.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Database(name) => format!("`{name}`"),
+            Self::Globals => "the globals".to_string(),
+        }
+    }
+
+    /// Its directory under the prefix (no `/`).
+    fn dir(&self) -> String {
+        match self {
+            Self::Database(name) => encode_db(name),
+            Self::Globals => GLOBALS_DIR.to_string(),
+        }
+    }
+
+    /// The listing prefix holding every backup of the series under `prefix`.
+    pub fn prefix(&self, prefix: &str) -> String {
+        format!("{prefix}{}/", self.dir())
+    }
+}
+
+/// As `"kind": "database", "database": NAME` or `"kind": "globals", "database": null`; flattened
+/// into the JSON that lists backups.
+impl serde::Serialize for Series {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("kind", self.kind())?;
+        map.serialize_entry("database", &self.database())?;
+        map.end()
+    }
+}
+
 /// One backup's identity, as encoded in its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupId {
-    pub database: String,
+    pub series: Series,
     /// UTC, whole seconds.
     pub time: DateTime<Utc>,
     /// 0 for the first backup in a second; 2, 3, ... for later ones in the same second.
@@ -156,9 +229,18 @@ pub struct BackupId {
 impl BackupId {
     /// A gzip, unencrypted backup; see [`BackupId::with_codec`].
     pub fn new(database: &str, time: DateTime<Utc>, format: DumpFormat) -> Self {
+        Self::of(Series::Database(database.to_string()), time, format)
+    }
+
+    /// A backup of `series`; the globals are always a plain script.
+    pub fn of(series: Series, time: DateTime<Utc>, format: DumpFormat) -> Self {
         let time = DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time);
+        let format = match series {
+            Series::Globals => DumpFormat::Plain,
+            Series::Database(_) => format,
+        };
         Self {
-            database: database.to_string(),
+            series,
             time,
             seq: 0,
             format,
@@ -180,7 +262,7 @@ impl BackupId {
 
     /// The full object key under `prefix` (already normalized: empty or ending in `/`).
     pub fn key(&self, prefix: &str) -> String {
-        let db = encode_db(&self.database);
+        let db = self.series.dir();
         let seq = if self.seq == 0 {
             String::new()
         } else {
@@ -207,7 +289,7 @@ impl BackupId {
 
     /// The listing prefix holding every backup of `database` under `prefix`.
     pub fn database_prefix(prefix: &str, database: &str) -> String {
-        format!("{prefix}{}/", encode_db(database))
+        Series::Database(database.to_string()).prefix(prefix)
     }
 
     /// Parses a key written by [`BackupId::key`] under `prefix`; anything else is `None`.
@@ -215,11 +297,20 @@ impl BackupId {
         let rest = key.strip_prefix(prefix)?;
         let (dir, file) = rest.split_once('/')?;
         let file = file.strip_prefix(dir)?.strip_prefix('-')?;
-        let database = percent_decode_str(dir).decode_utf8().ok()?.into_owned();
-        if database.is_empty() || encode_db(&database) != dir {
+        let series = if dir == GLOBALS_DIR {
+            Series::Globals
+        } else {
+            let database = percent_decode_str(dir).decode_utf8().ok()?.into_owned();
+            if database.is_empty() || encode_db(&database) != dir {
+                return None;
+            }
+            Series::Database(database)
+        };
+        let (stem, format, codec) = Codec::of_name(file)?;
+        // This tool writes the globals only as a plain script.
+        if series == Series::Globals && format != DumpFormat::Plain {
             return None;
         }
-        let (stem, format, codec) = Codec::of_name(file)?;
         let (stamp, seq) = match stem.split_once("Z-") {
             Some((stamp, seq)) => (format!("{stamp}Z"), parse_seq(seq)?),
             None => (stem.to_string(), 0),
@@ -231,7 +322,7 @@ impl BackupId {
             .ok()?
             .and_utc();
         Some(Self {
-            database,
+            series,
             time,
             seq,
             format,
@@ -376,6 +467,41 @@ mod tests {
         ] {
             assert_eq!(BackupId::parse("x/", key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn the_globals_have_their_own_series_no_database_name_reaches() {
+        let time = at(2026, 11, 23, 3, 4, 5);
+        let globals = BackupId::of(Series::Globals, time, DumpFormat::Custom);
+        assert_eq!(
+            globals.format,
+            DumpFormat::Plain,
+            "the globals are a script"
+        );
+        let key = globals.key("p/");
+        assert_eq!(key, "p/@globals/@globals-20261123T030405Z.sql.gz");
+        assert_eq!(BackupId::parse("p/", &key), Some(globals.clone()));
+        assert_eq!(Series::Globals.prefix("p/"), "p/@globals/");
+        // Databases named like the globals keep their own keys, and parse back as databases.
+        for name in ["@globals", "globals", "%40globals", "_globals", "@"] {
+            let db = BackupId::new(name, time, DumpFormat::Plain);
+            let db_key = db.key("p/");
+            assert_ne!(db_key, key, "{name}");
+            assert!(!db_key.starts_with("p/@globals/"), "{db_key}");
+            assert_eq!(BackupId::parse("p/", &db_key), Some(db), "{name}");
+        }
+        // Only the plain script this tool writes is a globals backup.
+        for foreign in [
+            "p/@globals/@globals-20261123T030405Z.dump.gz",
+            "p/@globals/globals-20261123T030405Z.sql.gz",
+            "p/%40globals/@globals-20261123T030405Z.sql.gz",
+            "p/@Globals/@Globals-20261123T030405Z.sql.gz",
+        ] {
+            assert_eq!(BackupId::parse("p/", foreign), None, "{foreign}");
+        }
+        assert_eq!(Series::Globals.kind(), "globals");
+        assert_eq!(Series::Globals.database(), None);
+        assert_eq!(Series::Database("a".into()).database(), Some("a"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! in GitHub Actions the step outputs and the job summary. Every value from outside (names,
 //! keys, versions) is data: inert on stdout, code spans in the summary.
 
+use crate::layout::Series;
 use crate::ops::prune::Report;
 use crate::{action, output};
 use anyhow::Result;
@@ -14,7 +15,9 @@ pub struct Outcome {
     pub key: String,
     pub uri: String,
     pub bucket: String,
-    pub database: String,
+    /// `kind` (`database` or `globals`) and `database` (null for the globals).
+    #[serde(flatten)]
+    pub series: Series,
     pub format: &'static str,
     /// `gzip` or `zstd`.
     pub compression: &'static str,
@@ -55,7 +58,12 @@ pub fn backup(o: &Outcome, json: bool) -> Result<()> {
 
 /// `$GITHUB_OUTPUT` and the job summary.
 fn to_actions(o: &Outcome) -> Result<()> {
+    // The same `backups` list an `--all-databases` run writes, of this one backup.
+    let mut entry = serde_json::to_value(o)?;
+    entry["status"] = "complete".into();
     action::write_outputs(&[
+        ("backups", serde_json::Value::Array(vec![entry]).to_string()),
+        ("failed-count", "0".to_string()),
         ("key", o.key.clone()),
         ("uri", o.uri.clone()),
         ("size", o.size.to_string()),
@@ -65,6 +73,14 @@ fn to_actions(o: &Outcome) -> Result<()> {
         ("pruned-count", o.pruned_count.to_string()),
     ])?;
     action::write_summary(&summary_markdown(o))
+}
+
+/// The series, for a Markdown title: its name as code.
+fn title(series: &Series) -> String {
+    match series {
+        Series::Database(name) => output::markdown_code(name, false),
+        Series::Globals => "the globals (roles and tablespaces)".to_string(),
+    }
 }
 
 fn codec(o: &Outcome) -> String {
@@ -93,7 +109,7 @@ fn summary_markdown(o: &Outcome) -> String {
          | pg_dump | {} |\n\
          | Server | {} |\n\
          | sha256 | {} |\n",
-        output::markdown_code(&o.database, false),
+        title(&o.series),
         md(&o.uri),
         HumanBytes(o.size),
         HumanBytes(o.raw_size),
@@ -141,9 +157,13 @@ fn print(o: &Outcome, json: bool) -> Result<()> {
     };
     let rate = o.raw_size as f64 / o.duration_seconds.max(0.001) / 1e6;
     output::data_line(format_args!("backup complete: {}", o.uri));
+    let what = match &o.series {
+        Series::Database(name) => format!("database  {name}"),
+        Series::Globals => "globals   roles and tablespaces".to_string(),
+    };
     output::data_line(format_args!(
-        "  database  {} (PostgreSQL {}), {}",
-        o.database, o.server_version, o.pg_dump_version
+        "  {what} (PostgreSQL {}), {}",
+        o.server_version, o.pg_dump_version
     ));
     output::data_line(format_args!(
         "  size      {} compressed from {} (ratio {ratio:.1}), {} parts",
@@ -177,4 +197,119 @@ fn print(o: &Outcome, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One backup of an `--all-databases` run, as the `backups` output and `--json` list it.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    /// `complete`, `failed`, `skipped` (a database dropped after the run listed it), or `not
+    /// run` (a signal stopped the run first).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A complete backup's outcome (it names the series).
+    #[serde(flatten)]
+    pub outcome: Option<Outcome>,
+    /// The series of a backup that did not complete.
+    #[serde(flatten)]
+    pub series: Option<Series>,
+}
+
+impl Entry {
+    pub fn complete(outcome: Outcome) -> Self {
+        Self {
+            status: "complete",
+            error: None,
+            outcome: Some(outcome),
+            series: None,
+        }
+    }
+
+    pub fn failed(series: Series, error: String) -> Self {
+        Self {
+            status: "failed",
+            error: Some(error),
+            outcome: None,
+            series: Some(series),
+        }
+    }
+
+    /// A database dropped after the run listed it.
+    pub fn skipped(series: Series, why: String) -> Self {
+        Self {
+            status: "skipped",
+            error: Some(why),
+            outcome: None,
+            series: Some(series),
+        }
+    }
+
+    pub fn not_run(series: Series) -> Self {
+        Self {
+            status: "not run",
+            error: None,
+            outcome: None,
+            series: Some(series),
+        }
+    }
+
+    pub fn series(&self) -> &Series {
+        match (&self.outcome, &self.series) {
+            (Some(o), _) => &o.series,
+            (None, Some(s)) => s,
+            (None, None) => unreachable!("an entry names its series"),
+        }
+    }
+}
+
+/// Prints an `--all-databases` run, and in Actions writes its outputs and summary first.
+pub fn server(entries: &[Entry], json: bool) -> Result<()> {
+    if action::in_actions() {
+        let failed = entries.iter().filter(|e| e.status == "failed").count();
+        action::write_outputs(&[
+            ("backups", serde_json::to_string(entries)?),
+            ("failed-count", failed.to_string()),
+        ])?;
+        action::write_summary(&server_markdown(entries))?;
+    }
+    if json {
+        return output::json(entries);
+    }
+    for e in entries {
+        let line = match (&e.outcome, &e.error) {
+            (Some(o), _) => format!(
+                "{:9} {}: {}, {}",
+                e.status,
+                e.series().label(),
+                o.uri,
+                HumanBytes(o.size)
+            ),
+            (None, Some(why)) => format!("{:9} {}: {why}", e.status, e.series().label()),
+            (None, None) => format!("{:9} {}", e.status, e.series().label()),
+        };
+        output::data_line(line);
+    }
+    Ok(())
+}
+
+fn server_markdown(entries: &[Entry]) -> String {
+    let md = |s: &str| output::markdown_code(s, true);
+    let complete = entries.iter().filter(|e| e.status == "complete").count();
+    let mut text = format!(
+        "### PostgreSQL server backup: {complete} of {} complete\n\n| Backup | Status | Key | Size |\n|---|---|---|---|\n",
+        entries.len()
+    );
+    for e in entries {
+        let name = match e.series() {
+            Series::Database(name) => md(name),
+            Series::Globals => "globals (roles and tablespaces)".to_string(),
+        };
+        let (key, size) = match (&e.outcome, &e.error) {
+            (Some(o), _) => (md(&o.key), HumanBytes(o.size).to_string()),
+            (None, Some(why)) => (md(why), String::new()),
+            (None, None) => (String::new(), String::new()),
+        };
+        text.push_str(&format!("| {name} | {} | {key} | {size} |\n", e.status));
+    }
+    text
 }

@@ -18,6 +18,11 @@
 //! - a NUL byte, and a `SET client_encoding` to anything but UTF-8, refuse the dump;
 //! - [`Script::finish`] checks that the dump ended as pg_dump ends it.
 //!
+//! A globals script ([`Script::globals`], `pg_dumpall --globals-only`) is read the same way,
+//! and must also hold nothing but what pg_dumpall writes there: its three `SET`s, and `CREATE`,
+//! `ALTER`, `COMMENT`, `SECURITY LABEL`, `GRANT` and `REVOKE` of roles and tablespaces, ending
+//! with pg_dumpall's trailer.
+//!
 //! It neither connects nor executes; `target` does.
 
 use crate::source::complete::{self, Watch};
@@ -122,6 +127,8 @@ pub struct Script {
     after_copy_statement: bool,
     copy_data: Vec<u8>,
     watch: Watch,
+    /// A globals script, not a database's dump.
+    globals: bool,
 }
 
 impl Default for Script {
@@ -151,6 +158,15 @@ impl Script {
             after_copy_statement: false,
             copy_data: Vec::new(),
             watch: Watch::default(),
+            globals: false,
+        }
+    }
+
+    /// A reader of a globals script (`pg_dumpall --globals-only`).
+    pub fn globals() -> Self {
+        Self {
+            globals: true,
+            ..Self::new()
         }
     }
 
@@ -209,7 +225,11 @@ impl Script {
                 self.refuse("is the last, and it ends inside a statement: the dump is cut short")
             );
         }
-        complete::plain(self.watch.head(), &self.watch.tail()).map_err(|why| Refused {
+        let verdict = match self.globals {
+            true => complete::globals(self.watch.head(), &self.watch.tail()),
+            false => complete::plain(self.watch.head(), &self.watch.tail()),
+        };
+        verdict.map_err(|why| Refused {
             line: self.line,
             why: format!("is the last, and the dump is not complete: {why}"),
         })
@@ -582,6 +602,13 @@ impl Script {
             _ => "",
         };
         let (first, second) = (word(0), word(1));
+        if self.globals && !globals_statement(first, second) {
+            return Err(self.refuse(&format!(
+                "has `{} {} ...`, which pg_dumpall does not write in a globals script (only roles, tablespaces and their grants)",
+                first.to_lowercase(),
+                second.to_lowercase()
+            )));
+        }
         let sql = std::mem::take(&mut self.stmt);
         let line = self.stmt_line;
         match first {
@@ -1014,6 +1041,21 @@ fn is_dolq_cont(c: u8) -> bool {
     is_dolq_start(c) || c.is_ascii_digit()
 }
 
+/// What `pg_dumpall --globals-only` writes, by a statement's first two words: its `SET`s, and
+/// roles, tablespaces and their comments, labels and grants. `COMMENT`, `SECURITY LABEL`,
+/// `GRANT` and `REVOKE` change only privileges and descriptions.
+fn globals_statement(first: &str, second: &str) -> bool {
+    match first {
+        "SET" => matches!(
+            second,
+            "DEFAULT_TRANSACTION_READ_ONLY" | "CLIENT_ENCODING" | "STANDARD_CONFORMING_STRINGS"
+        ),
+        "CREATE" | "ALTER" => matches!(second, "ROLE" | "TABLESPACE"),
+        "COMMENT" | "SECURITY" | "GRANT" | "REVOKE" => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1075,6 +1117,52 @@ mod tests {
                 Event::CopyEnd => "<end>".into(),
             })
             .collect()
+    }
+
+    /// pg_dumpall's header and trailer around `body`, as pg_dumpall 15.14+ writes them.
+    fn globals(body: &str) -> String {
+        format!(
+            "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict k3y\n\nSET default_transaction_read_only = off;\n\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n{body}\n\\unrestrict k3y\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+        )
+    }
+
+    fn read_globals(text: &str) -> Result<Vec<Event>, Refused> {
+        let mut s = Script::globals();
+        let mut events = Vec::new();
+        s.push(text.as_bytes(), &mut events)?;
+        s.finish(&mut events)?;
+        Ok(events)
+    }
+
+    #[test]
+    fn a_globals_script_holds_only_roles_tablespaces_and_grants() {
+        let body = "CREATE ROLE app;\nALTER ROLE app WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\nCOMMENT ON ROLE app IS 'a;b';\nCREATE TABLESPACE fast OWNER app LOCATION '/srv/fast';\nGRANT ALL ON TABLESPACE fast TO app;\nGRANT pg_read_all_data TO app WITH INHERIT TRUE GRANTED BY postgres;\nALTER ROLE app SET search_path TO 'a', 'b';\nREVOKE ALL ON TABLESPACE fast FROM PUBLIC;\n";
+        let events = read_globals(&globals(body)).unwrap();
+        assert_eq!(events.len(), 11, "{events:?}");
+        // A database's dump is not a globals script, and the globals are not a database's dump.
+        assert!(read_globals(&dump("CREATE ROLE app;")).is_err());
+        let mut s = Script::new();
+        let mut ev = Vec::new();
+        s.push(globals(body).as_bytes(), &mut ev).unwrap();
+        assert!(s.finish(&mut ev).unwrap_err().why.contains("not complete"));
+        for hostile in [
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1';",
+            "ALTER SYSTEM SET archive_command = 'rm -rf /';",
+            "DO $$ BEGIN PERFORM 1; END $$;",
+            "SELECT lo_export(1, '/tmp/x');",
+            "DROP ROLE app;",
+            "SET ROLE app;",
+            "SET session_preload_libraries = 'evil';",
+            "CREATE TABLE t (a int);",
+            "COPY t FROM stdin;",
+            "\\connect app",
+            "\\! id",
+        ] {
+            let got = read_globals(&globals(hostile)).unwrap_err();
+            assert!(got.line > 1, "{hostile}: {got}");
+        }
+        let cut = globals(body);
+        assert!(read_globals(&cut[..cut.len() - 30]).is_err());
     }
 
     #[test]

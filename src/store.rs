@@ -2,7 +2,7 @@
 //! under a prefix (every other object is invisible here), delete in batches, and abort stale
 //! multipart uploads. Keys are parsed only by `layout`; policy decisions live in `retention`.
 
-use crate::layout::BackupId;
+use crate::layout::{BackupId, Series};
 use crate::s3::describe;
 use anyhow::Result;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -32,17 +32,17 @@ pub struct Listed {
     pub stored: Option<DateTime<Utc>>,
 }
 
-/// This tool's backups under `prefix` (of one database, or all), newest first. Objects whose
+/// This tool's backups under `prefix` (of one series, or all), newest first. Objects whose
 /// keys do not parse under the layout (other tools' files, folder markers, other prefixes) are
 /// skipped. Follows ListObjectsV2 pagination.
 pub async fn list_backups(
     client: &Client,
     bucket: &str,
     prefix: &str,
-    database: Option<&str>,
+    series: Option<&Series>,
 ) -> Result<Vec<Listed>> {
-    let list_prefix = match database {
-        Some(db) => BackupId::database_prefix(prefix, db),
+    let list_prefix = match series {
+        Some(s) => s.prefix(prefix),
         None => prefix.to_string(),
     };
     let mut found = Vec::new();
@@ -50,7 +50,7 @@ pub async fn list_backups(
         let Some(id) = BackupId::parse(prefix, &key) else {
             continue;
         };
-        if database.is_some_and(|db| db != id.database) {
+        if series.is_some_and(|s| *s != id.series) {
             continue;
         }
         found.push(Listed {

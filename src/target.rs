@@ -27,6 +27,16 @@ pub struct Target {
 impl Target {
     /// Connects to `conn` and opens the restore's transaction.
     pub async fn begin(conn: &ConnInfo) -> Result<Self> {
+        let target = Self::connect(conn).await?;
+        preflight::answer(conn, "BEGIN", target.client.execute("BEGIN", &[]))
+            .await?
+            .map_err(|e| describe(&e, "BEGIN", 0))?;
+        Ok(target)
+    }
+
+    /// Connects to `conn` with no transaction: each statement commits on its own (the
+    /// globals, whose `CREATE TABLESPACE` cannot run in a transaction).
+    pub async fn connect(conn: &ConnInfo) -> Result<Self> {
         let (client, mut connection) = preflight::connect(conn).await?;
         // The server's notices can quote the dump: forwarded inert.
         let driver = tokio::spawn(async move {
@@ -41,9 +51,6 @@ impl Target {
                 }
             }
         });
-        preflight::answer(conn, "BEGIN", client.execute("BEGIN", &[]))
-            .await?
-            .map_err(|e| describe(&e, "BEGIN", 0))?;
         Ok(Self {
             client,
             conn: conn.clone(),
@@ -122,6 +129,22 @@ impl Target {
         Ok(())
     }
 
+    /// The roles that exist on the server.
+    pub async fn roles(&self) -> Result<std::collections::HashSet<String>> {
+        let query = self
+            .client
+            .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[]);
+        let rows = preflight::answer(&self.conn, "the query listing its roles", query)
+            .await?
+            .map_err(|e| describe(&e, "listing the server's roles", 0))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Statements and COPY blocks applied so far.
+    pub fn statements(&self) -> u64 {
+        self.statements
+    }
+
     /// Commits the restore: only after every check passed.
     pub async fn commit(self) -> Result<u64> {
         self.client
@@ -140,7 +163,12 @@ fn utf8(sql: &[u8], line: u64) -> Result<&str> {
 
 /// One line: where in the dump, and what the server said.
 fn describe(err: &tokio_postgres::Error, sql: &str, line: u64) -> anyhow::Error {
-    let what: String = sql.chars().take(60).collect();
+    // A role's password hash is never shown.
+    let shown = match sql.to_ascii_uppercase().find(" PASSWORD ") {
+        Some(at) => &sql[..at],
+        None => sql,
+    };
+    let what: String = shown.chars().take(60).collect();
     let at = if line > 0 {
         format!("the statement at line {line} of the dump (`{what}`)")
     } else {

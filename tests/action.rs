@@ -578,3 +578,76 @@ async fn the_ping_url_input_is_masked_first_and_pinged() {
         [format!("/ping/{token}/start"), format!("/ping/{token}")]
     );
 }
+
+/// The `all-databases` and `exclude-databases` inputs: every database but the excluded ones and
+/// the globals, in the `backups` output (JSON) and the job summary, one row each.
+#[tokio::test]
+async fn the_all_databases_inputs_back_up_a_server_and_list_every_backup() {
+    let src = crate::support::cluster::Cluster::start();
+    for db in ["shop", "Odd `name`", "scratch"] {
+        Pg::psql(
+            &src.url("postgres"),
+            &format!("CREATE DATABASE \"{}\"", db.replace('"', "\"\"")),
+        );
+    }
+    let store = Store::Moto;
+    let bucket = store.bucket("action-all").await;
+    let endpoint = store.endpoint();
+    let db_url = src.url("postgres");
+    let runner = Runner::new();
+    let with = [
+        ("database-url", db_url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("all-databases", "true"),
+        ("exclude-databases", "scratch\n# a comment\npostgres\n"),
+    ];
+    let (ak, sk) = store.keys();
+    let out = runner.run(
+        &with,
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
+    assert_eq!(outputs["failed-count"], "0");
+    let backups: serde_json::Value = serde_json::from_str(&outputs["backups"]).unwrap();
+    let mut names: Vec<(String, String)> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            assert_eq!(b["status"], "complete", "{b}");
+            (
+                b["kind"].as_str().unwrap().to_string(),
+                b["database"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("database".to_string(), "Odd `name`".to_string()),
+            ("database".to_string(), "shop".to_string()),
+            ("globals".to_string(), String::new()),
+        ]
+    );
+    let keys = store.keys_in(&bucket).await;
+    for b in backups.as_array().unwrap() {
+        assert!(
+            keys.contains(&b["key"].as_str().unwrap().to_string()),
+            "{b}"
+        );
+    }
+    let summary = std::fs::read_to_string(&runner.summary).unwrap();
+    assert!(summary.contains("3 of 3 complete"), "{summary}");
+    assert_eq!(summary.matches("| complete |").count(), 3, "{summary}");
+    // The odd name is code in the table, its backticks unable to end the span.
+    assert!(!summary.contains("| Odd `name` |"), "{summary}");
+}

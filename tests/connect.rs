@@ -77,7 +77,7 @@ async fn awkward_database_name_and_password_in_url_and_keyword_forms() {
         let json = out.ok();
         let key = json["key"].as_str().unwrap();
         let id = pg_s3_backup::layout::BackupId::parse("pg/", key).expect("key parses back");
-        assert_eq!(id.database, db);
+        assert_eq!(id.series.database(), Some(db.as_str()));
         assert_eq!(json["database"], db.as_str());
         assert!(
             !out.stderr.contains(password) && !out.stdout.contains(password),

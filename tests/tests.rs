@@ -17,4 +17,5 @@ mod parts;
 mod pings;
 mod restore;
 mod retention;
+mod server;
 mod trust;

@@ -1,19 +1,27 @@
 //! `backup`: validate, preflight the database and choose pg_dump, claim the key, then store the
 //! dump (`ops::backup`: pg_dump → parallel gzip → S3 multipart upload, completed only after
 //! pg_dump exited 0 and every part succeeded). Only then verify and prune, and report.
+//!
+//! With `--all-databases` the run is one backup per database of the server, and one of its
+//! globals (first), each claimed, stored, verified and pruned on its own: a backup that fails
+//! is aborted and named, the others go on, and the run exits 1. A signal stops the run: the
+//! backup under way is aborted, the rest are not started.
 
 use crate::cli::BackupArgs;
 use crate::config::BackupConfig;
 use crate::error::{self, Interrupted};
-use crate::layout::BackupId;
+use crate::layout::{BackupId, Series};
+use crate::ops::job::Job;
 use crate::ops::{self, claim, prune::Report};
 use crate::ping::Pinger;
-use crate::report::{self, Outcome};
+use crate::report::{self, Entry, Outcome};
 use crate::signals::{self, or_stop};
-use crate::source::{pg_dump, preflight};
+use crate::source::pg_dump::{self, PgDump};
+use crate::source::preflight::{self, Cluster, ServerInfo};
 use crate::{output, s3};
 use anyhow::Result;
 use chrono::Utc;
+use std::path::PathBuf;
 use std::time::Instant;
 
 pub async fn run(args: &BackupArgs) -> Result<()> {
@@ -44,8 +52,16 @@ pub async fn run(args: &BackupArgs) -> Result<()> {
     result
 }
 
-/// The backup itself; `outcome` gets its JSON once it is known.
+/// The run; `outcome_json` gets its JSON once it is known.
 async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result<()> {
+    match &cfg.all {
+        None => database(cfg, outcome_json).await,
+        Some(excluded) => server(cfg, excluded, outcome_json).await,
+    }
+}
+
+/// The database `--database-url` names.
+async fn database(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result<()> {
     let started = Instant::now();
     output::group("Preflight: PostgreSQL, pg_dump, S3");
     // Nothing is written before the key is claimed: a signal here just stops.
@@ -56,25 +72,232 @@ async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result
     };
     let (server, dump) = or_stop(preflight, "stopped before anything was written").await?;
     let client = s3::client(&cfg.s3).await?;
-    let id = BackupId::new(&server.database, Utc::now(), cfg.format).with_codec(cfg.codec());
-    let claim = claim::claim_key(&client, &cfg.s3, &cfg.object, id).await?;
-    let stored = ops::backup::store(&client, cfg, &server, &dump, &claim).await?;
+    let job = Job {
+        series: Series::Database(server.database.clone()),
+        conn: cfg.conn.clone(),
+        server,
+        tool: dump,
+        no_role_passwords: false,
+    };
+    let done = one(&client, cfg, &job, started).await?;
+    output::end_group();
+    *outcome_json = serde_json::to_string(&done.outcome).ok();
+    report::backup(&done.outcome, cfg.json)?;
+    done.stopped.map_or(Ok(()), Err)
+}
+
+/// Every database of the server but `excluded`, and its globals.
+async fn server(
+    cfg: &BackupConfig,
+    excluded: &[String],
+    outcome_json: &mut Option<String>,
+) -> Result<()> {
+    output::group("Preflight: PostgreSQL, pg_dump, pg_dumpall, S3");
+    let preflight = async {
+        let server = preflight::check(&cfg.conn).await?;
+        let cluster = preflight::cluster(&cfg.conn).await?;
+        let dump = pg_dump::choose(server.version, cfg.pg_dump_path.as_deref()).await?;
+        let dumpall = pg_dump::choose_tool(
+            "pg_dumpall",
+            server.version,
+            beside_pg_dump(cfg).as_deref(),
+            "--pg-dump-path (pg_dumpall is taken from its directory)",
+        )
+        .await?;
+        Ok((server, cluster, dump, dumpall))
+    };
+    let (server, cluster, dump, dumpall) =
+        or_stop(preflight, "stopped before anything was written").await?;
+    let databases = chosen(&cluster, excluded, &cfg.conn.display_host())?;
+    if !cluster.passwords_readable {
+        output::warn(
+            "the server does not let this user read the roles' password hashes (pg_authid; managed servers such as RDS and Cloud SQL hide them): the globals are dumped with --no-role-passwords, so restored roles need their passwords set again",
+        );
+    }
+    output::note(format_args!(
+        "backing up {} databases of {} and its globals: {}",
+        databases.len(),
+        cfg.conn.display_host(),
+        databases.join(", ")
+    ));
+    let client = s3::client(&cfg.s3).await?;
+    let mut series = vec![Series::Globals];
+    series.extend(databases.into_iter().map(Series::Database));
+    let mut entries = Vec::new();
+    let mut stopped: Option<anyhow::Error> = None;
+    for s in series {
+        if stopped.is_some() || signals::stop_requested().is_some() {
+            entries.push(Entry::not_run(s));
+            continue;
+        }
+        output::group(&format!("Backup of {}", s.label()));
+        let started = Instant::now();
+        let tools = (&server, &dump, &dumpall, !cluster.passwords_readable);
+        let result = async {
+            let job = job_for(cfg, &s, tools).await?;
+            one(&client, cfg, &job, started).await
+        }
+        .await;
+        match result {
+            Ok(done) => {
+                stopped = done.stopped;
+                entries.push(Entry::complete(done.outcome));
+            }
+            Err(e) if e.downcast_ref::<Gone>().is_some() => {
+                output::warn(format_args!("{e}"));
+                entries.push(Entry::skipped(s, e.to_string()));
+            }
+            Err(e) => {
+                let line = error::one_line(&e);
+                if e.downcast_ref::<Interrupted>().is_some() {
+                    stopped = Some(e);
+                } else {
+                    output::warn(format_args!("the backup of {} failed: {line}", s.label()));
+                }
+                entries.push(Entry::failed(s, line));
+            }
+        }
+    }
+    output::end_group();
+    *outcome_json = serde_json::to_string(&entries).ok();
+    report::server(&entries, cfg.json)?;
+    let complete = entries.iter().filter(|e| e.status == "complete").count();
+    let total = entries.len();
+    if let Some(e) = stopped {
+        return Err(e.context(format!(
+            "{complete} of {total} backups of the server are complete; the rest were stopped or not started"
+        )));
+    }
+    let failed: Vec<String> = entries
+        .iter()
+        .filter(|e| e.status == "failed")
+        .map(|e| e.series().label())
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {total} backups failed ({}): nothing of them was left behind, and the other {complete} are complete; see each error above",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The databases an `--all-databases` run backs up: the server's, less the excluded ones. An
+/// exclusion naming no database warns (it may be a typo, or a database since dropped); leaving
+/// nothing to back up is a usage error.
+fn chosen(cluster: &Cluster, excluded: &[String], server: &str) -> Result<Vec<String>> {
+    for name in excluded {
+        if !cluster.databases.contains(name) {
+            output::warn(format_args!(
+                "--exclude-database `{name}` names no database of {server} that accepts connections: check the spelling (names are exact and case-sensitive)"
+            ));
+        }
+    }
+    let databases: Vec<String> = cluster
+        .databases
+        .iter()
+        .filter(|d| !excluded.contains(d))
+        .cloned()
+        .collect();
+    if databases.is_empty() {
+        return Err(crate::error::usage!(
+            "--all-databases with every database of {server} excluded ({}): nothing to back up; drop an --exclude-database",
+            excluded.join(", ")
+        ));
+    }
+    Ok(databases)
+}
+
+/// pg_dumpall beside `--pg-dump-path`, if that directory has one.
+fn beside_pg_dump(cfg: &BackupConfig) -> Option<PathBuf> {
+    let dir = cfg.pg_dump_path.as_deref()?.parent()?;
+    Some(dir.join("pg_dumpall")).filter(|p| p.is_file())
+}
+
+/// The job for one series of the server: a database gets its own preflight (its size, and a
+/// refused connection failing only this backup).
+async fn job_for(
+    cfg: &BackupConfig,
+    series: &Series,
+    (server, dump, dumpall, no_role_passwords): (&ServerInfo, &PgDump, &PgDump, bool),
+) -> Result<Job> {
+    Ok(match series {
+        Series::Globals => Job {
+            series: Series::Globals,
+            conn: cfg.conn.clone(),
+            server: server.clone(),
+            tool: dumpall.clone(),
+            no_role_passwords,
+        },
+        Series::Database(name) => {
+            let conn = cfg.conn.with_dbname(name);
+            let checked = or_stop(
+                preflight::check(&conn),
+                "stopped before anything was written",
+            )
+            .await;
+            let info = match checked {
+                Ok(info) => info,
+                Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
+                // Dropped (or closed to connections) since the run listed it: not a failure.
+                Err(e) => match preflight::cluster(&cfg.conn).await {
+                    Ok(now) if !now.databases.contains(name) => {
+                        return Err(anyhow::Error::new(Gone(name.clone())))
+                    }
+                    _ => return Err(e),
+                },
+            };
+            Job {
+                series: series.clone(),
+                conn,
+                server: info,
+                tool: dump.clone(),
+                no_role_passwords: false,
+            }
+        }
+    })
+}
+
+/// A database the run listed that was dropped, or stopped accepting connections, before its
+/// backup began.
+#[derive(Debug, thiserror::Error)]
+#[error("database `{0}` was dropped, or stopped accepting connections, after the run listed it: skipped")]
+struct Gone(String);
+
+/// One backup, done: its outcome, and the error to return when a signal came after it was
+/// complete.
+struct Done {
+    outcome: Outcome,
+    stopped: Option<anyhow::Error>,
+}
+
+/// Claims the key, stores the dump, then verifies and prunes the series.
+async fn one(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    job: &Job,
+    started: Instant,
+) -> Result<Done> {
+    let format = job.format(cfg);
+    let id = BackupId::of(job.series.clone(), Utc::now(), format).with_codec(cfg.codec());
+    let claim = claim::claim_key(client, &cfg.s3, &cfg.object, id).await?;
+    let stored = ops::backup::store(client, cfg, job, &claim).await?;
     let key = claim.key;
     let _complete = signals::context(format!("the backup {} is complete", stored.uri));
     let size = stored.counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
     // and the outcome is still reported, with exit 130/143.
-    let verified = cfg.verify && verify(&client, cfg, &key, &stored.sha256).await?;
+    let verified = cfg.verify && verify(client, cfg, &key, &stored.sha256).await?;
     let retention = match signals::stop_requested() {
         None => {
             if !cfg.retention.is_empty() {
                 output::group("Retention");
             }
-            ops::prune::after_backup(&client, cfg, &server.database, &key, size).await?
+            ops::prune::after_backup(client, cfg, &job.series, &key, size).await?
         }
         Some(_) => None,
     };
-    output::end_group();
     let stopped = signals::stop_requested().map(|sig| {
         let undone = undone(cfg, verified, retention.as_ref());
         anyhow::Error::new(Interrupted(sig))
@@ -84,8 +307,8 @@ async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result
         uri: stored.uri,
         key,
         bucket: cfg.s3.bucket.clone(),
-        database: server.database,
-        format: cfg.format.name(),
+        series: job.series.clone(),
+        format: format.name(),
         compression: cfg.codec().compression.name(),
         encrypted: cfg.codec().encrypted,
         size,
@@ -94,8 +317,8 @@ async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result
         duration_seconds: started.elapsed().as_secs_f64(),
         parts: stored.counters.parts(),
         part_size: stored.part_size,
-        server_version: server.version_text,
-        pg_dump_version: dump.version_text,
+        server_version: job.server.version_text.clone(),
+        pg_dump_version: job.tool.version_text.clone(),
         metadata_complete: stored.metadata_complete,
         verified,
         pruned_count: retention.as_ref().map_or(0, |r| r.deleted.len()),
@@ -109,9 +332,7 @@ async fn backup(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Result
             .unwrap_or_default(),
         retention,
     };
-    *outcome_json = serde_json::to_string(&outcome).ok();
-    report::backup(&outcome, cfg.json)?;
-    stopped.map_or(Ok(()), Err)
+    Ok(Done { outcome, stopped })
 }
 
 /// `--verify`: reads the new object back. `false` when a signal stopped it.

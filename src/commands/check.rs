@@ -22,12 +22,13 @@ struct Fresh<'a> {
 
 pub async fn run(args: &CheckArgs) -> Result<()> {
     let cfg = CheckConfig::from_args(args)?;
-    let db = cfg.database.as_str();
+    let series = &cfg.series;
+    let db = series.shown();
     if let Some(b) = &cfg.backmon {
         let def = backmon::definition(&Backmon {
             bucket: &cfg.s3.bucket,
             prefix: &cfg.s3.prefix,
-            database: db,
+            series,
             format: b.format,
             codec: b.codec,
             schedule: &b.schedule,
@@ -42,7 +43,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     }
     let client = s3::client(&cfg.s3).await?;
     let (bucket, prefix) = (&cfg.s3.bucket, &cfg.s3.prefix);
-    let backups = store::list_backups(&client, bucket, prefix, Some(db)).await?;
+    let backups = store::list_backups(&client, bucket, prefix, Some(series)).await?;
     // A monitor must hear of a wrong clock and of keys from the future: either can hide
     // missing backups.
     let now = Now::read();
@@ -50,7 +51,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     let (backups, future) = store::split_future(backups, &now);
     if let Some(f) = future.first() {
         bail!(
-            "{} of `{db}` is dated {}, in the future ({} in all): it was written by a machine with a wrong clock or planted; it is not counted, so delete it once checked",
+            "{} of {db} is dated {}, in the future ({} in all): it was written by a machine with a wrong clock or planted; it is not counted, so delete it once checked",
             f.key,
             f.id.time.format("%Y-%m-%dT%H:%M:%SZ"),
             future.len()
@@ -58,7 +59,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     }
     let Some(newest) = backups.first() else {
         bail!(
-            "no backup of `{db}` under s3://{bucket}/{prefix}: check the bucket, prefix and database, and that the backup job runs"
+            "no backup of {db} under s3://{bucket}/{prefix}: check the bucket, prefix and database, and that the backup job runs"
         );
     };
     let uri = format!("s3://{bucket}/{}", newest.key);
@@ -66,7 +67,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
     let age = human_age(age_seconds as u64);
     if age_seconds as u64 > cfg.max_age.as_secs() {
         bail!(
-            "newest backup of `{db}` is {age} old ({uri}), older than --max-age {}: check that the backup job runs and succeeds",
+            "newest backup of {db} is {age} old ({uri}), older than --max-age {}: check that the backup job runs and succeeds",
             cfg.max_age_text
         );
     }

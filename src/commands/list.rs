@@ -5,6 +5,7 @@
 use crate::cli::ListArgs;
 use crate::clock::Now;
 use crate::config::S3Config;
+use crate::layout::Series;
 use crate::{output, s3, store};
 use anyhow::Result;
 use indicatif::{HumanBytes, HumanDuration};
@@ -13,7 +14,9 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct Row<'a> {
     key: &'a str,
-    database: &'a str,
+    /// `kind` (`database` or `globals`) and `database` (null for the globals).
+    #[serde(flatten)]
+    series: &'a Series,
     time: String,
     age_seconds: i64,
     size: u64,
@@ -29,8 +32,8 @@ struct Row<'a> {
 pub async fn run(args: &ListArgs) -> Result<()> {
     let cfg = S3Config::from_args(&args.s3)?;
     let client = s3::client(&cfg).await?;
-    let backups =
-        store::list_backups(&client, &cfg.bucket, &cfg.prefix, args.database.as_deref()).await?;
+    let series = crate::config::series_from(args.database.as_deref(), args.globals)?;
+    let backups = store::list_backups(&client, &cfg.bucket, &cfg.prefix, series.as_ref()).await?;
     let now = Now::read();
     if let Err(skew) = now.check_skew() {
         output::warn(format_args!("{skew}; ages are by the store's clock"));
@@ -39,7 +42,7 @@ pub async fn run(args: &ListArgs) -> Result<()> {
         .iter()
         .map(|b| Row {
             key: &b.key,
-            database: &b.id.database,
+            series: &b.id.series,
             time: b.id.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             age_seconds: (now.reference() - b.id.time).num_seconds(),
             size: b.size,

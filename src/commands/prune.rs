@@ -4,6 +4,7 @@
 use crate::cli::PruneArgs;
 use crate::config::PruneConfig;
 use crate::error::Interrupted;
+use crate::layout::Series;
 use crate::ops::prune::{self, Report};
 use crate::{output, s3, signals};
 use anyhow::{bail, Result};
@@ -12,9 +13,8 @@ use indicatif::HumanBytes;
 pub async fn run(args: &PruneArgs) -> Result<()> {
     let cfg = PruneConfig::from_args(args)?;
     let client = s3::client(&cfg.s3).await?;
-    let database = cfg.database.as_deref();
-    let mut report =
-        prune::prune(&client, &cfg.s3, database, &cfg.policy, None, cfg.dry_run).await?;
+    let series = cfg.series.as_ref();
+    let mut report = prune::prune(&client, &cfg.s3, series, &cfg.policy, None, cfg.dry_run).await?;
     if !cfg.dry_run {
         prune::clean_up(&client, &cfg.s3, cfg.abort_after, &mut report).await?;
     }
@@ -39,8 +39,11 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
     for plan in &report.plans {
         let delete = plan.decisions.iter().filter(|d| !d.keep).count();
         output::data_line(format_args!(
-            "database {}: keep {}, {} {delete}",
-            plan.database,
+            "{}: keep {}, {} {delete}",
+            match &plan.series {
+                Series::Database(name) => format!("database {name}"),
+                Series::Globals => "globals".to_string(),
+            },
             plan.decisions.len() - delete,
             if report.dry_run {
                 "would delete"

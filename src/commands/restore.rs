@@ -30,7 +30,8 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             let stdout = tokio::io::stdout();
             let streamed = match opened.format {
                 DumpFormat::Plain => {
-                    download::stream_into(opened, &mut Checked::new(stdout)).await?
+                    let mut checked = Checked::new(stdout, &opened);
+                    download::stream_into(opened, &mut checked).await?
                 }
                 DumpFormat::Custom => {
                     download::stream_into(opened, &mut Writer::new(stdout, true)).await?
@@ -39,6 +40,23 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             output::note(format_args!(
                 "wrote {} bytes of s3://{bucket}/{key} to stdout (sha256 {})",
                 streamed.raw_bytes, streamed.sha256
+            ));
+        }
+        Destination::Database(conn) if download::is_globals(&cfg.s3.prefix, &key) => {
+            let restored = restore::globals_into(&client, &cfg.s3, &key, conn, identities).await?;
+            let existing = match restored.existing.len() {
+                0 => String::new(),
+                n => format!(
+                    "; {n} roles existed and were updated, not created: {}",
+                    restored.existing.join(", ")
+                ),
+            };
+            output::data_line(format_args!(
+                "restored the globals s3://{bucket}/{key} to {}: {} statements, {} bytes of script, sha256 {}{existing}",
+                restored.server,
+                restored.statements,
+                restored.streamed.raw_bytes,
+                restored.streamed.sha256
             ));
         }
         Destination::Database(conn) => {

@@ -10,7 +10,7 @@ use crate::cli::{CheckArgs, PolicyArgs, PruneArgs, RestoreArgs, Selection, Verif
 use crate::crypt::Identities;
 use crate::error::usage;
 use crate::iam::{Features, GitHubTrust, Subject};
-use crate::layout::{Codec, DumpFormat};
+use crate::layout::{Codec, DumpFormat, Series};
 use crate::retention::Policy;
 use crate::source::conninfo::ConnInfo;
 use anyhow::Result;
@@ -20,7 +20,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct PruneConfig {
     pub s3: S3Config,
-    pub database: Option<String>,
+    /// Only this series; `None`: every series under the prefix.
+    pub series: Option<Series>,
     /// Never empty.
     pub policy: Policy,
     pub abort_after: Duration,
@@ -39,7 +40,7 @@ impl PruneConfig {
         }
         Ok(Self {
             s3,
-            database: args.database.clone(),
+            series: series_from(args.database.as_deref(), args.globals)?,
             policy,
             abort_after: parse_abort_after(&args.abort_incomplete_after, Duration::ZERO)?,
             dry_run: args.dry_run,
@@ -52,25 +53,39 @@ impl PruneConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Which {
     Key(String),
-    /// The newest backup of the database, at or before the time if one is given.
+    /// The newest backup of the series, at or before the time if one is given.
     Newest {
-        database: String,
+        series: Series,
         at: Option<DateTime<Utc>>,
     },
 }
 
 impl Which {
     pub fn from_args(which: &Selection) -> Result<Self> {
-        match (&which.key, &which.database) {
-            (Some(key), _) => Ok(Self::Key(key.clone())),
-            (None, Some(database)) => Ok(Self::Newest {
-                database: database.clone(),
+        if let Some(key) = &which.key {
+            return Ok(Self::Key(key.clone()));
+        }
+        match series_from(which.database.as_deref(), which.globals)? {
+            Some(series) => Ok(Self::Newest {
+                series,
                 at: which.at.as_deref().map(parse_time).transpose()?,
             }),
-            (None, None) => Err(usage!(
-                "no backup selected: pass --key KEY, or --database NAME with --latest or --at TIME"
+            None => Err(usage!(
+                "no backup selected: pass --key KEY, or --database NAME (or --globals) with --latest or --at TIME"
             )),
         }
+    }
+}
+
+/// `--database NAME` or `--globals` (clap refuses both); an empty name is refused.
+pub fn series_from(database: Option<&str>, globals: bool) -> Result<Option<Series>> {
+    match database {
+        _ if globals => Ok(Some(Series::Globals)),
+        Some("") => Err(usage!(
+            "--database is empty: name the database, or pass --globals for the roles and tablespaces"
+        )),
+        Some(name) => Ok(Some(Series::Database(name.to_string()))),
+        None => Ok(None),
     }
 }
 
@@ -152,7 +167,7 @@ impl VerifyConfig {
 #[derive(Debug)]
 pub struct CheckConfig {
     pub s3: S3Config,
-    pub database: String,
+    pub series: Series,
     pub max_age: Duration,
     /// `--max-age` as given, for messages and backmon.
     pub max_age_text: String,
@@ -172,9 +187,8 @@ pub struct BackmonConfig {
 impl CheckConfig {
     pub fn from_args(args: &CheckArgs) -> Result<Self> {
         let s3 = S3Config::from_args(&args.s3)?;
-        if args.database.is_empty() {
-            return Err(usage!("--database is empty: name the database to check"));
-        }
+        let series = series_from(args.database.as_deref(), args.globals)?
+            .ok_or_else(|| usage!("no database to check: pass --database NAME, or --globals"))?;
         let max_age = humantime::parse_duration(args.max_age.trim())
             .ok()
             .filter(|d| !d.is_zero())
@@ -198,7 +212,7 @@ impl CheckConfig {
         };
         Ok(Self {
             s3,
-            database: args.database.clone(),
+            series,
             max_age,
             max_age_text: args.max_age.trim().to_string(),
             json: args.json,
@@ -344,6 +358,7 @@ mod tests {
         let sel = |key: Option<&str>, db: Option<&str>, at: Option<&str>| Selection {
             key: key.map(str::to_string),
             database: db.map(str::to_string),
+            globals: false,
             latest: at.is_none(),
             at: at.map(str::to_string),
         };
@@ -356,7 +371,7 @@ mod tests {
             assert_eq!(
                 Which::from_args(&sel(None, Some("db"), Some(at))).unwrap(),
                 Which::Newest {
-                    database: "db".into(),
+                    series: Series::Database("db".into()),
                     at: Some(t.with_timezone(&Utc))
                 }
             );
@@ -365,6 +380,19 @@ mod tests {
         assert!(none.is::<crate::error::UsageError>(), "{none}");
         let bad = Which::from_args(&sel(None, Some("db"), Some("yesterday"))).unwrap_err();
         assert!(bad.to_string().contains("`yesterday`"), "{bad}");
+        let empty = Which::from_args(&sel(None, Some(""), None)).unwrap_err();
+        assert!(empty.is::<crate::error::UsageError>(), "{empty}");
+        let globals = Selection {
+            globals: true,
+            ..sel(None, None, None)
+        };
+        assert_eq!(
+            Which::from_args(&globals).unwrap(),
+            Which::Newest {
+                series: Series::Globals,
+                at: None
+            }
+        );
     }
 
     #[test]

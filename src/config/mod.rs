@@ -18,7 +18,7 @@ use crate::source::conninfo::ConnInfo;
 use anyhow::Result;
 pub use auth::{AuthConfig, RoleArn, Source, TokenSource, MAX_DURATION_SECONDS};
 pub use commands::{
-    BackmonConfig, CheckConfig, Destination, PolicyConfig, PruneConfig, RestoreConfig,
+    series_from, BackmonConfig, CheckConfig, Destination, PolicyConfig, PruneConfig, RestoreConfig,
     VerifyConfig, Which,
 };
 pub use ping::PingUrl;
@@ -58,7 +58,10 @@ pub struct UploadOptions {
 
 #[derive(Debug)]
 pub struct BackupConfig {
+    /// The database backed up; with `all`, the server and the database to connect to first.
     pub conn: ConnInfo,
+    /// `--all-databases`: these names left out (each given once, none empty).
+    pub all: Option<Vec<String>>,
     pub s3: S3Config,
     pub format: DumpFormat,
     pub pg_dump_args: Vec<String>,
@@ -114,6 +117,7 @@ impl BackupConfig {
                 args.database_url.as_deref(),
                 args.connect_timeout.as_deref(),
             )?,
+            all: all_databases(args)?,
             s3,
             format: parse_format(&args.format)?,
             pg_dump_args: crate::source::pg_dump_args::check(&args.pg_dump_args)?,
@@ -133,6 +137,30 @@ impl BackupConfig {
             ping: ping_url(args.ping_url.as_deref())?,
         })
     }
+}
+
+/// `--all-databases` and its `--exclude-database` names.
+fn all_databases(args: &BackupArgs) -> Result<Option<Vec<String>>> {
+    if !args.all_databases {
+        return match args.exclude_databases.first() {
+            Some(name) => Err(usage!(
+                "--exclude-database `{name}` is given without --all-databases: add --all-databases, or drop the exclusion"
+            )),
+            None => Ok(None),
+        };
+    }
+    let mut names: Vec<String> = Vec::new();
+    for name in &args.exclude_databases {
+        if name.is_empty() {
+            return Err(usage!(
+                "--exclude-database is empty: give the exact name of a database to leave out"
+            ));
+        }
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    Ok(Some(names))
 }
 
 /// `--ping-url` (env PING_URL), empty meaning none. The value is never quoted: it holds the

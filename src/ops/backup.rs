@@ -6,13 +6,13 @@
 use crate::compress;
 use crate::config::BackupConfig;
 use crate::error::Interrupted;
+use crate::layout::Series;
 use crate::ops::claim::{self, Claim};
+use crate::ops::job::Job;
 use crate::ops::pipeline::{self, Ready};
 use crate::output;
 use crate::progress::{Counters, Reporter};
 use crate::signals;
-use crate::source::pg_dump::PgDump;
-use crate::source::preflight::ServerInfo;
 use crate::upload::{ObjectSpec, PartSizer, Uploader};
 use anyhow::Result;
 use indicatif::HumanBytes;
@@ -34,16 +34,16 @@ pub struct Stored {
 pub async fn store(
     client: &aws_sdk_s3::Client,
     cfg: &BackupConfig,
-    server: &ServerInfo,
-    dump: &PgDump,
+    job: &Job,
     claim: &Claim,
 ) -> Result<Stored> {
+    let (server, dump) = (&job.server, &job.tool);
     let counters = Arc::new(Counters::default());
     let spec = ObjectSpec {
         bucket: cfg.s3.bucket.clone(),
         key: claim.key.clone(),
         content_type: cfg.codec().content_type(),
-        metadata: base_metadata(cfg, server, dump),
+        metadata: base_metadata(cfg, job),
         storage_class: cfg.object.storage_class.clone(),
         sse: cfg.object.sse.clone(),
         sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
@@ -58,9 +58,12 @@ pub async fn store(
         counters.clone(),
     );
     output::note(format_args!(
-        "backing up database `{}` ({} on disk, PostgreSQL {}) with {} to {}, in parts of {}MiB (equal up to {} parts, {})",
-        server.database,
-        HumanBytes(on_disk),
+        "backing up {} ({}PostgreSQL {}) with {} to {}, in parts of {}MiB (equal up to {} parts, {})",
+        job.series.label(),
+        match job.series {
+            Series::Database(_) => format!("{} on disk, ", HumanBytes(on_disk)),
+            Series::Globals => String::new(),
+        },
         server.version_text,
         dump.version_text,
         uploader.uri(),
@@ -72,7 +75,7 @@ pub async fn store(
     let heartbeat = claim::heartbeat(client, &cfg.s3.bucket, &cfg.object, claim);
     let reporter = Reporter::start(counters.clone());
     let ready = tokio::select! {
-        r = pipeline::run(cfg, dump, &mut uploader, counters.clone()) => r,
+        r = pipeline::run(cfg, job, &mut uploader, counters.clone()) => r,
         sig = signals::stopped() => Err(anyhow::Error::new(Interrupted(sig))),
     };
     let ready = ready.and_then(|r| match signals::stop_requested() {
@@ -140,22 +143,21 @@ async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<(String, bool)>
 
 /// Metadata known before the upload starts. S3 metadata is ASCII only, so values are
 /// percent-encoded where needed.
-fn base_metadata(
-    cfg: &BackupConfig,
-    server: &ServerInfo,
-    dump: &PgDump,
-) -> HashMap<String, String> {
+fn base_metadata(cfg: &BackupConfig, job: &Job) -> HashMap<String, String> {
     let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
     let mut meta = HashMap::from([
-        ("format".into(), cfg.format.name().into()),
-        ("database".into(), ascii(&server.database)),
-        ("server-version".into(), ascii(&server.version_text)),
-        ("pg-dump-version".into(), ascii(&dump.version_text)),
+        ("format".into(), job.format(cfg).name().into()),
+        ("kind".into(), job.series.kind().into()),
+        ("server-version".into(), ascii(&job.server.version_text)),
+        ("pg-dump-version".into(), ascii(&job.tool.version_text)),
         (
             "tool-version".into(),
             format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
         ),
     ]);
+    if let Some(database) = job.series.database() {
+        meta.insert("database".into(), ascii(database));
+    }
     let codec = cfg.codec();
     // gzip keeps the `gzip-LEVEL` older versions wrote; zstd is `zstd`, its level on its own.
     let compression = match &cfg.compress {

@@ -95,8 +95,8 @@ pub async fn claim_key(
         }
     }
     anyhow::bail!(
-        "more than {MAX_SAME_SECOND} backups of `{}` in one second: wait a second and retry",
-        id.database
+        "more than {MAX_SAME_SECOND} backups of {} in one second: wait a second and retry",
+        id.series.shown()
     )
 }
 

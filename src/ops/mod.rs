@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod claim;
+pub mod job;
 pub mod pipeline;
 pub mod prune;
 pub mod restore;

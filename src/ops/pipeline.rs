@@ -6,9 +6,9 @@
 use crate::compress;
 use crate::config::BackupConfig;
 use crate::crypt::Recipients;
+use crate::ops::job::Job;
 use crate::progress::Counters;
 use crate::source::complete::Watch;
-use crate::source::pg_dump::PgDump;
 use crate::source::process::BlockingStdout;
 use crate::upload::{Staged, Uploader};
 use anyhow::{Context, Result};
@@ -28,11 +28,11 @@ const CHANNEL_CHUNKS: usize = 4;
 /// uploaded. The caller commits, or aborts the upload on any error or signal.
 pub async fn run(
     cfg: &BackupConfig,
-    dump: &PgDump,
+    job: &Job,
     uploader: &mut Uploader,
     counters: Arc<Counters>,
 ) -> Result<Ready> {
-    let (mut child, stdout) = dump.spawn(&cfg.conn, cfg.format, &cfg.pg_dump_args)?;
+    let (mut child, stdout) = job.spawn(cfg)?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let compressed = spawn_compressor(
         stdout,
@@ -64,11 +64,12 @@ pub async fn run(
     dumped?;
     let (raw_bytes, sha256, watch) = compressed.context("compressing the dump failed")?;
     // pg_dump exiting 0 is not enough: an option or a wrapper can send the dump elsewhere.
-    watch.verdict(cfg.format).map_err(|why| {
+    job.verdict(cfg, &watch).map_err(|why| {
+        let tool = job.tool_name();
         anyhow::anyhow!(
-            "pg_dump exited 0, but its output ({} bytes) is not a complete {} dump: {why}; nothing was pruned: check --pg-dump-path and the pg_dump arguments",
+            "{tool} exited 0, but its output ({} bytes) is not a complete {} dump: {why}; nothing was pruned: check --pg-dump-path and the pg_dump arguments",
             watch.total(),
-            cfg.format.name()
+            job.format(cfg).name()
         )
     })?;
     debug_assert_eq!(raw_bytes, counters.raw());

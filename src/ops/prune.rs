@@ -7,6 +7,7 @@
 
 use crate::clock::Now;
 use crate::config::{BackupConfig, S3Config};
+use crate::layout::Series;
 use crate::retention::{Backup, Decision, Policy};
 use crate::store::{self, Aborted};
 use crate::{output, s3, signals};
@@ -14,10 +15,11 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The decisions for one database.
+/// The decisions for one series (a database, or the globals).
 #[derive(Debug, Serialize)]
 pub struct Plan {
-    pub database: String,
+    #[serde(flatten)]
+    pub series: Series,
     pub decisions: Vec<Decision>,
 }
 
@@ -100,17 +102,17 @@ pub async fn clean_up(
     Ok(())
 }
 
-/// Lists, decides per database, and deletes what the policy does not keep. With `expect`, the
+/// Lists, decides per series (each database, the globals), and deletes what the policy does not keep. With `expect`, the
 /// new backup must be listed with the size that was sent, or nothing is deleted.
 pub async fn prune(
     client: &aws_sdk_s3::Client,
     cfg: &S3Config,
-    database: Option<&str>,
+    series: Option<&Series>,
     policy: &Policy,
     expect: Option<Expect<'_>>,
     dry_run: bool,
 ) -> Result<Report> {
-    let listed = store::list_backups(client, &cfg.bucket, &cfg.prefix, database).await?;
+    let listed = store::list_backups(client, &cfg.bucket, &cfg.prefix, series).await?;
     // The listing's answer carried the store's clock.
     let now = Now::read();
     now.check_skew()
@@ -138,10 +140,10 @@ pub async fn prune(
             ),
         }
     }
-    let mut by_db: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
+    let mut by_series: BTreeMap<Series, Vec<Backup>> = BTreeMap::new();
     for l in listed {
-        by_db
-            .entry(l.id.database.clone())
+        by_series
+            .entry(l.id.series.clone())
             .or_default()
             .push(Backup {
                 key: l.key,
@@ -156,12 +158,9 @@ pub async fn prune(
         future: future.into_iter().map(|f| f.key).collect(),
         ..Report::default()
     };
-    for (database, backups) in by_db {
+    for (series, backups) in by_series {
         let decisions = policy.apply(&backups, &protect)?;
-        report.plans.push(Plan {
-            database,
-            decisions,
-        });
+        report.plans.push(Plan { series, decisions });
     }
     let doomed: Vec<String> = report
         .plans
@@ -185,7 +184,7 @@ pub async fn prune(
 pub async fn after_backup(
     client: &aws_sdk_s3::Client,
     cfg: &BackupConfig,
-    database: &str,
+    series: &Series,
     key: &str,
     size: u64,
 ) -> Result<Option<Report>> {
@@ -207,7 +206,7 @@ pub async fn after_backup(
     match prune(
         client,
         &cfg.s3,
-        Some(database),
+        Some(series),
         &cfg.retention,
         Some(expect),
         cfg.dry_run,

@@ -4,18 +4,29 @@
 //! and the COMMIT comes only after every check passed. A custom archive is first turned into that
 //! script by `pg_restore --file=-`. A damaged or refused object, or this process being killed,
 //! leaves the target as it was.
+//!
+//! The globals (roles and tablespaces) are server-wide and `CREATE TABLESPACE` runs in no
+//! transaction, so [`globals_into`] reads and checks the whole script first (it is small, and
+//! held in memory up to a bound), and only then applies it statement by statement, skipping the
+//! `CREATE ROLE` of roles that already exist (pg_dumpall's `ALTER ROLE` after it still sets
+//! their attributes).
 
 use crate::config::S3Config;
 use crate::crypt::Identities;
-use crate::download::{self, Apply, Streamed};
+use crate::download::{self, Apply, Sink, Streamed};
 use crate::error::usage;
+use crate::error::Interrupted;
 use crate::layout::DumpFormat;
 use crate::output;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::{self, PgVersion};
 use crate::source::preflight;
+use crate::sql_script::{Event, Script};
 use crate::target::Target;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+/// The largest globals script read into memory (a role takes ~200 bytes: a million roles).
+const MAX_GLOBALS: usize = 256 << 20;
 
 pub struct Restored {
     pub database: String,
@@ -36,6 +47,11 @@ pub async fn into(
     identities: Option<&Identities>,
 ) -> Result<Restored> {
     download::check_decryptable(&cfg.prefix, key, identities)?;
+    if download::is_globals(&cfg.prefix, key) {
+        return Err(usage!(
+            "{key} is a globals backup (roles and tablespaces, which are server-wide), not a database's: restoring it would change the whole server's roles; verify it without --restore-check, and restore it with `restore --target-url`"
+        ));
+    }
     let server = preflight::check(conn).await?;
     let before = count_tables(conn).await?;
     if before > 0 && !force {
@@ -73,6 +89,109 @@ pub async fn into(
     })
 }
 
+/// What a globals restore did.
+pub struct RestoredGlobals {
+    /// `host:port` of the server.
+    pub server: String,
+    pub statements: u64,
+    /// Roles that existed on the server: their `CREATE ROLE` was skipped.
+    pub existing: Vec<String>,
+    pub streamed: Streamed,
+}
+
+/// Restores the globals backup `key` to the server `conn` connects to: the whole script is read
+/// and checked (sha256, the compressed stream, age, pg_dumpall's trailer, only roles, tablespaces
+/// and grants) before the first statement is sent.
+pub async fn globals_into(
+    client: &aws_sdk_s3::Client,
+    cfg: &S3Config,
+    key: &str,
+    conn: &ConnInfo,
+    identities: Option<&Identities>,
+) -> Result<RestoredGlobals> {
+    download::check_decryptable(&cfg.prefix, key, identities)?;
+    preflight::check(conn).await?;
+    let nothing = || format!("nothing was restored to {}", conn.display_host());
+    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
+        .await
+        .with_context(nothing)?;
+    let mut collect = Collect {
+        script: Script::globals(),
+        events: Vec::new(),
+        bytes: 0,
+    };
+    let streamed = download::stream_into(opened, &mut collect)
+        .await
+        .with_context(nothing)?;
+    let mut target = Target::connect(conn).await?;
+    let roles = target.roles().await?;
+    let mut existing = Vec::new();
+    let total = collect.events.len();
+    for (done, event) in collect.events.into_iter().enumerate() {
+        if let Some(sig) = crate::signals::stop_requested() {
+            return Err(anyhow::Error::new(Interrupted(sig)).context(format!(
+                "the globals restore stopped after {done} of {total} statements: run it again to finish (existing roles are kept)"
+            )));
+        }
+        if let Event::Statement { sql, .. } = &event {
+            if let Some(role) = created_role(sql).filter(|r| roles.contains(r)) {
+                existing.push(role);
+                continue;
+            }
+        }
+        target.apply(event).await.with_context(|| {
+            format!(
+                "{done} of {total} statements of the globals were applied before it, each on its own: fix the cause and run the restore again (existing roles are kept)"
+            )
+        })?;
+    }
+    Ok(RestoredGlobals {
+        server: conn.display_host(),
+        statements: target.statements(),
+        existing,
+        streamed,
+    })
+}
+
+/// The role a statement is exactly pg_dumpall's `CREATE ROLE name;` of, if it is one.
+fn created_role(sql: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(sql).ok()?;
+    let name = text.strip_prefix("CREATE ROLE ")?.strip_suffix(';')?;
+    if let Some(quoted) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        return (!quoted.replace("\"\"", "").contains('"')).then(|| quoted.replace("\"\"", "\""));
+    }
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'$');
+    bare.then(|| name.to_string())
+}
+
+/// Reads and checks a whole globals script, keeping its statements.
+struct Collect {
+    script: Script,
+    events: Vec<Event>,
+    bytes: usize,
+}
+
+impl Sink for Collect {
+    async fn feed(&mut self, decoded: &[u8]) -> Result<()> {
+        self.bytes += decoded.len();
+        if self.bytes > MAX_GLOBALS {
+            bail!("the globals script is over {} MiB, more than a server's roles and tablespaces take: it is not pg_dumpall's", MAX_GLOBALS >> 20);
+        }
+        self.script
+            .push(decoded, &mut self.events)
+            .map_err(|r| anyhow::anyhow!("it is not a globals script pg-s3-backup restores: {r}"))
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.script
+            .finish(&mut self.events)
+            .map_err(|r| anyhow::anyhow!("it is not a globals script pg-s3-backup restores: {r}"))
+    }
+}
+
 /// A custom archive, turned into the plain script by `pg_restore --file=-` (see
 /// `download::stream_archive`) and applied like a plain dump.
 async fn restore_archive(
@@ -97,4 +216,32 @@ async fn count_tables(conn: &ConnInfo) -> Result<i64> {
     drop(client);
     let _ = driver.await;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_role;
+
+    #[test]
+    fn only_pg_dumpalls_create_role_names_a_role() {
+        assert_eq!(created_role(b"CREATE ROLE app;"), Some("app".into()));
+        assert_eq!(
+            created_role(b"CREATE ROLE \"My \"\"x\"\"\";"),
+            Some("My \"x\"".into())
+        );
+        for other in [
+            &b"CREATE ROLE App;"[..],
+            b"CREATE ROLE app WITH LOGIN;",
+            b"CREATE ROLE \"a\"b\";",
+            b"ALTER ROLE app;",
+            b"CREATE ROLE ;",
+        ] {
+            assert_eq!(
+                created_role(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 }

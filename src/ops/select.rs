@@ -9,11 +9,11 @@ use anyhow::{anyhow, Result};
 
 /// The key `which` names.
 pub async fn key(client: &aws_sdk_s3::Client, cfg: &S3Config, which: &Which) -> Result<String> {
-    let (database, at) = match which {
+    let (series, at) = match which {
         Which::Key(key) => return Ok(key.clone()),
-        Which::Newest { database, at } => (database, at),
+        Which::Newest { series, at } => (series, at),
     };
-    let backups = store::list_backups(client, &cfg.bucket, &cfg.prefix, Some(database)).await?;
+    let backups = store::list_backups(client, &cfg.bucket, &cfg.prefix, Some(series)).await?;
     let now = Now::read();
     if let Err(skew) = now.check_skew() {
         output::warn(format_args!("{skew}; choosing by the store's clock"));
@@ -32,12 +32,14 @@ pub async fn key(client: &aws_sdk_s3::Client, cfg: &S3Config, which: &Which) -> 
         .map(|b| b.key)
         .ok_or_else(|| match at {
             Some(t) => anyhow!(
-                "no backup of `{database}` at or before {t} under s3://{}/{}: check the name and time with `pg-s3-backup list`",
+                "no backup of {} at or before {t} under s3://{}/{}: check the name and time with `pg-s3-backup list`",
+                series.shown(),
                 cfg.bucket,
                 cfg.prefix
             ),
             None => anyhow!(
-                "no backup of `{database}` under s3://{}/{}: check the name with `pg-s3-backup list`",
+                "no backup of {} under s3://{}/{}: check the name with `pg-s3-backup list`",
+                series.shown(),
                 cfg.bucket,
                 cfg.prefix
             ),

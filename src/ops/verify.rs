@@ -38,9 +38,16 @@ pub async fn key(
     }
     let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities).await?;
     let has_sha = opened.expected_sha256.is_some();
+    let what = match opened.globals {
+        true => "globals script",
+        false => "dump",
+    };
     let streamed = match opened.format {
         // The same reading a restore does: a dump it would refuse is not whole.
-        DumpFormat::Plain => download::stream_into(opened, &mut Check::default()).await?,
+        DumpFormat::Plain => {
+            let mut check = Check::of(&opened);
+            download::stream_into(opened, &mut check).await?
+        }
         DumpFormat::Custom => {
             let version = opened
                 .metadata
@@ -66,7 +73,7 @@ pub async fn key(
         ""
     };
     Ok(format!(
-        "ok: s3://{}/{key}: {} bytes stored, {} bytes of dump, {age_note}{stream_note}, dump complete and restorable, {sha_note}",
+        "ok: s3://{}/{key}: {} bytes stored, {} bytes of {what}, {age_note}{stream_note}, {what} complete and restorable, {sha_note}",
         cfg.bucket, streamed.stored_bytes, streamed.raw_bytes
     ))
 }

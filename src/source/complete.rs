@@ -2,7 +2,9 @@
 //! completed (pg_dump exiting 0 is not enough: an option can send the dump elsewhere, a wrapper
 //! can exit 0 with nothing written) and when a backup is read back. Plain: pg_dump's header at
 //! the start and its completion trailer at the end (followed by `\unrestrict KEY` where pg_dump
-//! writes one, with the key of the `\restrict` line at the start); custom: the `PGDMP` magic.
+//! writes one, with the key of the `\restrict` line at the start); custom: the `PGDMP` magic;
+//! the globals (`pg_dumpall --globals-only`): pg_dumpall's cluster header and trailer, its
+//! `\unrestrict KEY` just before the trailer.
 
 use crate::layout::DumpFormat;
 use std::collections::VecDeque;
@@ -14,6 +16,8 @@ const TAIL: usize = 4096;
 const PLAIN_HEADER: &str = "--\n-- PostgreSQL database dump\n--\n";
 const PLAIN_TRAILER: &str = "\n--\n-- PostgreSQL database dump complete\n--";
 const CUSTOM_MAGIC: &[u8] = b"PGDMP";
+const GLOBALS_HEADER: &str = "--\n-- PostgreSQL database cluster dump\n--\n";
+const GLOBALS_TRAILER: &str = "\n--\n-- PostgreSQL database cluster dump complete\n--";
 
 /// Watches a stream go by, keeping its first and last bytes.
 #[derive(Debug, Default)]
@@ -46,6 +50,14 @@ impl Watch {
     /// The last bytes seen (up to 4 KiB).
     pub fn tail(&self) -> Vec<u8> {
         self.tail.iter().copied().collect()
+    }
+
+    /// `Ok` when the stream is pg_dumpall's complete `--globals-only` script.
+    pub fn verdict_globals(&self) -> Result<(), String> {
+        if self.total == 0 {
+            return Err("pg_dumpall wrote nothing".into());
+        }
+        globals(&self.head, &self.tail())
     }
 
     /// `Ok` when the stream is a complete dump of `format`, else what is wrong with it.
@@ -96,15 +108,44 @@ pub fn plain(head: &[u8], tail: &[u8]) -> Result<(), String> {
                 .into(),
         );
     }
+    restrict_matches(&head_text, unrestrict, "pg_dump")
+}
+
+/// The globals checks on the first and the last bytes of a `pg_dumpall --globals-only` script.
+pub fn globals(head: &[u8], tail: &[u8]) -> Result<(), String> {
+    let head_text = String::from_utf8_lossy(head);
+    if !head_text.starts_with(GLOBALS_HEADER) {
+        return Err(format!(
+            "it does not start with pg_dumpall's header (`-- PostgreSQL database cluster dump`) but with {}",
+            shown(head)
+        ));
+    }
+    let tail_text = String::from_utf8_lossy(tail);
+    let Some(before) = tail_text
+        .trim_end_matches('\n')
+        .strip_suffix(GLOBALS_TRAILER)
+    else {
+        return Err(
+            "it does not end with pg_dumpall's completion trailer (`-- PostgreSQL database cluster dump complete`): it is cut short"
+                .into(),
+        );
+    };
+    let last = before.trim_end_matches('\n').rsplit('\n').next();
+    let unrestrict = last.and_then(|l| l.strip_prefix("\\unrestrict "));
+    restrict_matches(&head_text, unrestrict, "pg_dumpall")
+}
+
+/// The `\\restrict KEY` among the header's first lines names the key of the `\\unrestrict` at
+/// the end (both absent before pg_dump 15.14): one output of `tool`, not two spliced.
+fn restrict_matches(head_text: &str, unrestrict: Option<&str>, tool: &str) -> Result<(), String> {
     let restrict = head_text
         .lines()
         .take_while(|l| l.is_empty() || l.starts_with("--") || l.starts_with('\\'))
         .find_map(|l| l.strip_prefix("\\restrict "));
     if restrict != unrestrict {
-        return Err(
-            "its `\\restrict` and `\\unrestrict` lines do not match: it is not one pg_dump output"
-                .into(),
-        );
+        return Err(format!(
+            "its `\\restrict` and `\\unrestrict` lines do not match: it is not one {tool} output"
+        ));
     }
     Ok(())
 }
@@ -146,6 +187,36 @@ mod tests {
             watch(&[b"PGDMP\x01\x0e\x00rest"]).verdict(DumpFormat::Custom),
             Ok(())
         );
+    }
+
+    const GLOBALS: &str = "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict k9\n\nSET x = 1;\nCREATE ROLE a;\n\n\\unrestrict k9\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
+
+    #[test]
+    fn globals_are_pg_dumpall_scripts_whole() {
+        assert_eq!(watch(&[GLOBALS.as_bytes()]).verdict_globals(), Ok(()));
+        let old = GLOBALS
+            .replace("\\restrict k9\n", "")
+            .replace("\\unrestrict k9\n", "");
+        assert_eq!(watch(&[old.as_bytes()]).verdict_globals(), Ok(()));
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "wrote nothing"),
+            (GLOBALS[..GLOBALS.len() - 40].into(), "cut short"),
+            (DUMP.into(), "pg_dumpall's header"),
+            (GLOBALS.replace("\\unrestrict k9\n", ""), "do not match"),
+            (
+                GLOBALS.replace("unrestrict k9", "unrestrict k8"),
+                "do not match",
+            ),
+            (format!("{GLOBALS}CREATE ROLE b;\n"), "cut short"),
+        ];
+        for (text, why) in cases {
+            let got = watch(&[text.as_bytes()]).verdict_globals().unwrap_err();
+            assert!(got.contains(why), "{why}: {got}");
+        }
+        // A database's dump is not the globals, nor the globals a database's dump.
+        assert!(watch(&[GLOBALS.as_bytes()])
+            .verdict(DumpFormat::Plain)
+            .is_err());
     }
 
     #[test]

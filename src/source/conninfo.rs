@@ -272,6 +272,13 @@ impl ConnInfo {
             .map_or(Ok(SslMode::Prefer), SslMode::parse)
     }
 
+    /// The same connection, to the server's database `name`.
+    pub fn with_dbname(&self, name: &str) -> Self {
+        let mut other = self.clone();
+        other.set("dbname".into(), name.into());
+        other
+    }
+
     /// The database name libpq will use: `dbname`, else the user name.
     pub fn dbname(&self) -> String {
         self.get("dbname")

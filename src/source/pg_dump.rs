@@ -173,10 +173,7 @@ impl PgDump {
         format: DumpFormat,
         extra: &[String],
     ) -> Result<(Process, BlockingStdout)> {
-        let mut cmd = tokio::process::Command::new(&self.path);
-        // Always UTF-8, whatever the database's encoding, PGCLIENTENCODING or the connection
-        // string say: a restore reads and sends UTF-8 (see `target`).
-        cmd.args(["--no-password", "--encoding=UTF8"]);
+        let mut cmd = self.command();
         match format {
             DumpFormat::Plain => cmd.arg("--format=plain"),
             // Our gzip compresses in parallel; pg_dump's own compression would be wasted work.
@@ -184,6 +181,42 @@ impl PgDump {
         };
         cmd.args(extra)
             .arg(format!("--dbname={}", conn.dump_conninfo()));
+        self.start(cmd, conn, "pg_dump")
+    }
+
+    /// Starts `pg_dumpall --globals-only` (this is pg_dumpall) on the server `conn` names,
+    /// connecting to its database first; without the roles' password hashes when
+    /// `no_role_passwords`.
+    pub fn spawn_globals(
+        &self,
+        conn: &ConnInfo,
+        no_role_passwords: bool,
+    ) -> Result<(Process, BlockingStdout)> {
+        let mut cmd = self.command();
+        cmd.arg("--globals-only");
+        if no_role_passwords {
+            cmd.arg("--no-role-passwords");
+        }
+        // pg_dumpall ignores the connection string's database: `--database` names it.
+        cmd.arg(format!("--dbname={}", conn.dump_conninfo()))
+            .arg(format!("--database={}", conn.dbname()));
+        self.start(cmd, conn, "pg_dumpall")
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.path);
+        // Always UTF-8, whatever the database's encoding, PGCLIENTENCODING or the connection
+        // string say: a restore reads and sends UTF-8 (see `target`).
+        cmd.args(["--no-password", "--encoding=UTF8"]);
+        cmd
+    }
+
+    fn start(
+        &self,
+        mut cmd: tokio::process::Command,
+        conn: &ConnInfo,
+        tool: &str,
+    ) -> Result<(Process, BlockingStdout)> {
         // The password goes through the environment, never the command line (visible in ps).
         match conn.password() {
             Some(p) => cmd.env("PGPASSWORD", p),
@@ -192,10 +225,10 @@ impl PgDump {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let (process, pipes) = Process::spawn(
             cmd,
-            format!("pg_dump `{}`", self.path.display()),
-            "fix what pg_dump reported and run the backup again",
+            format!("{tool} `{}`", self.path.display()),
+            &format!("fix what {tool} reported and run the backup again"),
         )?;
-        let stdout = pipes.stdout.context("pg_dump stdout")?;
+        let stdout = pipes.stdout.context("the dump's stdout")?;
         // pg_dump writes in small chunks; with Linux's default 64 KiB pipe, a profile showed
         // ~10% of a backup's CPU in pipe wake-ups. 1 MiB (the default pipe-max-size) lets both
         // sides batch.

@@ -108,6 +108,50 @@ pub async fn check(conn: &ConnInfo) -> Result<ServerInfo> {
     })
 }
 
+/// What `--all-databases` backs up on a server.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Every database that accepts connections and is not a template, in byte order.
+    pub databases: Vec<String>,
+    /// `pg_authid` (the roles' password hashes) is readable: managed servers (RDS, Cloud SQL)
+    /// hide it, and pg_dumpall then needs `--no-role-passwords`.
+    pub passwords_readable: bool,
+}
+
+pub async fn cluster(conn: &ConnInfo) -> Result<Cluster> {
+    let (client, connection) = connect_short(conn).await?;
+    let driver = tokio::spawn(connection);
+    let rows = answer(
+        conn,
+        "the query listing its databases",
+        client.query(
+            "SELECT datname::text FROM pg_catalog.pg_database \
+             WHERE datallowconn AND NOT datistemplate",
+            &[],
+        ),
+    )
+    .await?
+    .map_err(|e| explain(conn, &e))?;
+    let readable = answer(
+        conn,
+        "the query for its password hashes",
+        client.query_one(
+            "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')",
+            &[],
+        ),
+    )
+    .await?
+    .map_err(|e| explain(conn, &e))?;
+    drop(client);
+    let _ = driver.await;
+    let mut databases: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    databases.sort();
+    Ok(Cluster {
+        databases,
+        passwords_readable: readable.get(0),
+    })
+}
+
 /// One line naming what failed and how to fix it; never includes the password.
 fn explain(conn: &ConnInfo, err: &tokio_postgres::Error) -> anyhow::Error {
     let at = conn.display_host();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod github;
 pub mod proxy;
 
@@ -566,8 +567,13 @@ impl Pg {
     /// A full plain dump of `db`, normalized so two databases with equal content compare equal
     /// (pg_dump 15.14+ writes a random `\restrict` key per dump).
     pub fn canonical_dump(db: &str) -> String {
+        Self::canonical_dump_at(&Self::url(db))
+    }
+
+    /// [`Pg::canonical_dump`] of the database `url` names, on any server.
+    pub fn canonical_dump_at(url: &str) -> String {
         let out = Command::new(Self::bin("pg_dump"))
-            .args(["--no-owner", "-d", &Self::url(db)])
+            .args(["--no-owner", "-d", url])
             .output()
             .expect("pg_dump");
         assert!(

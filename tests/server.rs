@@ -1,0 +1,476 @@
+//! `--all-databases`: every database of a server and its globals (roles and tablespaces), each
+//! its own backup, on a cluster of the test's own (the shared server's databases come and go
+//! with the other tests). The globals are restored into a second, fresh cluster, with
+//! `restore` and with psql, and a database after them; one failing pg_dump fails only its
+//! database; a user who cannot read password hashes gets `--no-role-passwords`.
+
+use crate::pings::{check_url, Answer, Sink};
+use crate::support::cluster::Cluster;
+use crate::support::{gunzip, pipe, s3_command, script, Backup, Pg, Store};
+use serde_json::Value;
+
+/// A source server: roles (one with a password, one with an awkward name, one group), a
+/// tablespace, and databases: `app` (owned by a role, with a grant to another), `Sales Data`, an
+/// excluded one, one that accepts no connections and a template.
+fn source() -> Cluster {
+    let src = Cluster::start();
+    let admin = src.url("postgres");
+    Pg::psql(
+        &admin,
+        "CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw-5f2a'; \
+         CREATE ROLE \"Report Reader\" NOLOGIN; \
+         CREATE ROLE readers NOLOGIN; \
+         GRANT readers TO \"Report Reader\"; \
+         ALTER ROLE app_owner SET statement_timeout = '5min'",
+    );
+    for sql in [
+        "CREATE DATABASE app OWNER app_owner",
+        "CREATE DATABASE \"Sales Data\"",
+        "CREATE DATABASE skipme",
+        "CREATE DATABASE closed",
+        "ALTER DATABASE closed ALLOW_CONNECTIONS false",
+        "CREATE DATABASE tmpl IS_TEMPLATE true",
+    ] {
+        Pg::psql(&admin, sql);
+    }
+    Pg::psql(
+        &src.url("app"),
+        "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 500) g; \
+         GRANT SELECT ON orders TO readers",
+    );
+    Pg::psql(
+        &src.url("Sales Data"),
+        "CREATE TABLE \"Q1\" AS SELECT g FROM generate_series(1, 50) g",
+    );
+    src
+}
+
+/// `restore --globals --latest` into `dst`'s `postgres` database.
+fn restore_globals(store: Store, bucket: &str, dst: &Cluster) -> crate::support::Run {
+    s3_command(
+        store,
+        &store.endpoint(),
+        "restore",
+        bucket,
+        &[
+            "--globals",
+            "--latest",
+            "--target-url",
+            &dst.url("postgres"),
+        ],
+    )
+}
+
+fn entries(json: &Value) -> Vec<(String, Option<String>, String)> {
+    json.as_array()
+        .expect("a JSON array of backups")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["database"].as_str().map(str::to_string),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every database that accepts connections and is no template, less the excluded one, and the
+/// globals: each its own key. The globals restore into a fresh cluster (ours, and psql's), and
+/// then a database with a grant to a restored role restores there too.
+#[tokio::test]
+async fn a_whole_server_is_backed_up_and_restores_into_a_fresh_cluster() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server").await;
+    let src = source();
+    let out = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&[
+            "--all-databases",
+            "--exclude-database",
+            "skipme",
+            "--verify",
+        ])
+        .run()
+        .run();
+    let json = out.ok();
+    let mut got = entries(&json);
+    got.sort();
+    let complete = |kind: &str, db: Option<&str>| {
+        (
+            kind.to_string(),
+            db.map(str::to_string),
+            "complete".to_string(),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            complete("database", Some("Sales Data")),
+            complete("database", Some("app")),
+            complete("database", Some("postgres")),
+            complete("globals", None),
+        ],
+        "{}",
+        out.stderr
+    );
+    for e in json.as_array().unwrap() {
+        assert_eq!(e["verified"], true, "{e}");
+    }
+    let globals = json.as_array().unwrap()[0].clone();
+    let globals_key = globals["key"].as_str().unwrap().to_string();
+    assert!(
+        globals_key.starts_with("pg/@globals/@globals-") && globals_key.ends_with(".sql.gz"),
+        "{globals_key}"
+    );
+    assert!(globals["pg_dump_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("pg_dumpall"));
+
+    // list marks each kind; --globals lists only those.
+    let listed = s3_command(store, &store.endpoint(), "list", &bucket, &["--json"])
+        .run()
+        .ok();
+    let mut kinds: Vec<(String, Option<String>)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["database"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds.len(), 4, "{listed}");
+    assert_eq!(kinds[3], ("globals".to_string(), None));
+    let only = s3_command(
+        store,
+        &store.endpoint(),
+        "list",
+        &bucket,
+        &["--json", "--globals"],
+    )
+    .run()
+    .ok();
+    assert_eq!(only.as_array().unwrap().len(), 1, "{only}");
+    assert_eq!(only[0]["key"], globals_key.as_str());
+
+    // The stored globals: pg_dumpall's script, with the roles and their password hash.
+    let (body, meta, _) = store.get(&bucket, &globals_key).await;
+    let script = String::from_utf8(gunzip(&body)).unwrap();
+    assert!(
+        script.starts_with("--\n-- PostgreSQL database cluster dump\n--\n"),
+        "{script}"
+    );
+    for needle in [
+        "CREATE ROLE app_owner;",
+        "CREATE ROLE \"Report Reader\";",
+        "PASSWORD 'SCRAM-SHA-256$",
+        "GRANT readers TO \"Report Reader\"",
+    ] {
+        assert!(script.contains(needle), "{needle} missing: {script}");
+    }
+    assert!(!script.contains("\\connect"), "globals only: {script}");
+    assert_eq!(meta.get("kind").map(String::as_str), Some("globals"));
+    assert!(!meta.contains_key("database"), "{meta:?}");
+
+    // Our restore of the globals into a fresh cluster: roles, attributes, membership, settings
+    // and the password hash as they were.
+    let dst = Cluster::start();
+    let roles = "SELECT rolname, rolcanlogin, rolpassword IS NOT NULL FROM pg_authid \
+                 WHERE rolname IN ('app_owner', 'Report Reader', 'readers') ORDER BY 1";
+    let members = "SELECT r.rolname || ' in ' || g.rolname FROM pg_auth_members m \
+                   JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid \
+                   WHERE g.rolname = 'readers'";
+    let hash = "SELECT rolpassword FROM pg_authid WHERE rolname = 'app_owner'";
+    let settings = "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s \
+                    JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'app_owner'";
+    let restored = restore_globals(store, &bucket, &dst).run();
+    let line = restored.ok_plain();
+    assert!(line.contains("restored the globals"), "{line}");
+    assert!(
+        line.contains("roles existed") && line.contains("postgres"),
+        "{line}"
+    );
+    for q in [roles, members, hash, settings] {
+        assert_eq!(
+            Pg::psql(&dst.url("postgres"), q),
+            Pg::psql(&src.url("postgres"), q),
+            "{q}"
+        );
+    }
+    // Again: the roles exist now, and it still succeeds (their CREATE is skipped).
+    s3_command(
+        store,
+        &store.endpoint(),
+        "restore",
+        &bucket,
+        &["--key", &globals_key, "--target-url", &dst.url("postgres")],
+    )
+    .run()
+    .ok_plain();
+
+    // A database whose dump grants to a restored role restores into that cluster.
+    Pg::psql(&dst.url("postgres"), "CREATE DATABASE app OWNER app_owner");
+    s3_command(
+        store,
+        &store.endpoint(),
+        "restore",
+        &bucket,
+        &[
+            "--database",
+            "app",
+            "--latest",
+            "--target-url",
+            &dst.url("app"),
+        ],
+    )
+    .run()
+    .ok_plain();
+    assert_eq!(
+        Pg::canonical_dump_at(&dst.url("app")),
+        Pg::canonical_dump_at(&src.url("app"))
+    );
+    assert_eq!(
+        Pg::psql(
+            &dst.url("app"),
+            "SELECT has_table_privilege('readers', 'orders', 'SELECT')"
+        ),
+        "t"
+    );
+
+    // psql restores the stored globals as well (its one error: the bootstrap role exists).
+    let plain = Cluster::start();
+    let psql = Pg::bin("psql");
+    let out = pipe(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "'{}' -X -q -d '{}' 2>&1 >/dev/null; true",
+                psql.display(),
+                plain.url("postgres")
+            ),
+        ],
+        script.as_bytes(),
+    );
+    let errors = String::from_utf8_lossy(&out);
+    assert_eq!(
+        errors.matches("ERROR").count(),
+        1,
+        "only `role \"postgres\" already exists`: {errors}"
+    );
+    assert!(
+        errors.contains("role \"postgres\" already exists"),
+        "{errors}"
+    );
+    for q in [roles, members, hash] {
+        assert_eq!(
+            Pg::psql(&plain.url("postgres"), q),
+            Pg::psql(&src.url("postgres"), q),
+            "{q}"
+        );
+    }
+}
+
+/// A database whose pg_dump fails is aborted and named; the others complete, the run exits 1,
+/// retention runs only where a backup completed, the ping reports the failure, and nothing of
+/// the failed backup is left in the bucket.
+#[tokio::test]
+async fn one_failing_database_fails_alone() {
+    let store = Store::S3sFs;
+    let bucket = store.bucket("server-fail").await;
+    let src = Cluster::start();
+    for db in ["alpha", "beta", "gamma"] {
+        Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
+        Pg::psql(
+            &src.url(db),
+            "CREATE TABLE t AS SELECT g FROM generate_series(1, 20000) g",
+        );
+    }
+    let first = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&["--all-databases"])
+        .run()
+        .run()
+        .ok();
+    assert_eq!(first.as_array().unwrap().len(), 5, "{first}");
+    let before = store.keys_in(&bucket).await;
+    let beta_old: Vec<&String> = before.iter().filter(|k| k.contains("/beta/")).collect();
+    assert_eq!(beta_old.len(), 1, "{before:?}");
+    // Second one in another second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // pg_dump of beta writes part of a dump, then fails.
+    let real = Pg::bin("pg_dump");
+    let wrapper = script(
+        "pg_dump",
+        &format!(
+            "case \"$*\" in *beta*) '{0}' \"$@\" | head -c 3000; echo 'pg_dump: error: connection lost' >&2; exit 1;; esac\nexec '{0}' \"$@\"",
+            real.display()
+        ),
+    );
+    let sink = Sink::start(Answer::Ok);
+    let (url, _) = check_url(&sink);
+    let out = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&[
+            "--all-databases",
+            "--pg-dump-path",
+            wrapper.to_str().unwrap(),
+            "--keep-last",
+            "1",
+            "--ping-url",
+            &url,
+        ])
+        .run()
+        .run();
+    let line = out.fails(1, &["1 of 5 backups failed", "database `beta`"]);
+    assert!(
+        out.stderr.contains("the backup of database `beta` failed"),
+        "{}",
+        out.stderr
+    );
+    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let mut got = entries(&json);
+    got.sort();
+    let statuses: Vec<(Option<&str>, &str)> = got
+        .iter()
+        .map(|(_, db, st)| (db.as_deref(), st.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (Some("alpha"), "complete"),
+            (Some("beta"), "failed"),
+            (Some("gamma"), "complete"),
+            (Some("postgres"), "complete"),
+            (None, "complete"),
+        ]
+    );
+    let beta = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["database"] == "beta")
+        .unwrap();
+    assert!(
+        beta["error"].as_str().unwrap().contains("connection lost"),
+        "{beta}"
+    );
+    assert!(beta.get("key").is_none(), "{beta}");
+    // Retention ran for the complete ones (one backup each left), not for beta.
+    let after = store.keys_in(&bucket).await;
+    for dir in ["alpha", "gamma", "postgres", "@globals"] {
+        let n = after
+            .iter()
+            .filter(|k| k.starts_with(&format!("pg/{dir}/")))
+            .count();
+        assert_eq!(n, 1, "{dir}: {after:?}");
+        assert!(!before.contains(
+            after
+                .iter()
+                .find(|k| k.starts_with(&format!("pg/{dir}/")))
+                .unwrap()
+        ));
+    }
+    let beta_now: Vec<&String> = after.iter().filter(|k| k.contains("/beta/")).collect();
+    assert_eq!(
+        beta_now, beta_old,
+        "beta keeps its backup, and gets no new one"
+    );
+    assert_eq!(store.open_uploads(&bucket).await, 0, "nothing left behind");
+    // The ping: start, then fail with the error line.
+    let hits = sink.hits();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits[1].1.ends_with("/fail"), "{hits:?}");
+    assert_eq!(format!("error: {}", hits[1].2), line);
+}
+
+/// A backup user that cannot read pg_authid (as on RDS or Cloud SQL) gets the globals without
+/// password hashes, and a warning saying so. (Its databases hold no tables it cannot read.)
+#[tokio::test]
+async fn without_password_hashes_the_globals_say_so() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-nopw").await;
+    let src = Cluster::start();
+    Pg::psql(
+        &src.url("postgres"),
+        "CREATE ROLE backup LOGIN NOSUPERUSER; \
+         CREATE ROLE app LOGIN PASSWORD 'app-pw-77'",
+    );
+    Pg::psql(&src.url("postgres"), "CREATE DATABASE shop");
+    let url = src.url("postgres").replace("postgres@", "backup@");
+    let out = Backup::new(store, &bucket, &url)
+        .args(&["--all-databases"])
+        .run()
+        .run();
+    let json = out.ok();
+    assert!(out.stderr.contains("--no-role-passwords"), "{}", out.stderr);
+    let globals = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "globals")
+        .unwrap();
+    let (body, _, _) = store.get(&bucket, globals["key"].as_str().unwrap()).await;
+    let script = String::from_utf8(gunzip(&body)).unwrap();
+    assert!(script.contains("CREATE ROLE app;"), "{script}");
+    assert!(!script.contains("PASSWORD"), "{script}");
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+}
+
+/// Bad input exits 2 before anything is written: an exclusion without --all-databases, every
+/// database excluded, an empty exclusion.
+#[tokio::test]
+async fn bad_server_flags_change_nothing() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-usage").await;
+    let src = Cluster::start();
+    let run = |extra: &[&str]| {
+        Backup::new(store, &bucket, &src.url("postgres"))
+            .args(extra)
+            .run()
+            .run()
+    };
+    run(&["--exclude-database", "postgres"]).fails(2, &["without --all-databases"]);
+    run(&["--all-databases", "--exclude-database", "postgres"])
+        .fails(2, &["every database", "excluded"]);
+    run(&["--all-databases", "--exclude-database", ""]).fails(2, &["--exclude-database is empty"]);
+    assert!(store.keys_in(&bucket).await.is_empty());
+    // An exclusion naming nothing only warns.
+    let out = run(&["--all-databases", "--exclude-database", "no_such_db"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("`no_such_db` names no database"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A planted globals object with SQL pg_dumpall never writes is refused by verify and restore,
+/// and nothing of it runs.
+#[tokio::test]
+async fn a_planted_globals_object_is_refused() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-planted").await;
+    let dst = Cluster::start();
+    let script = "--\n-- PostgreSQL database cluster dump\n--\n\nSET standard_conforming_strings = on;\nCREATE ROLE planted;\nALTER SYSTEM SET log_min_messages = 'panic';\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
+    let key = "pg/@globals/@globals-20260101T000000Z.sql.gz";
+    store
+        .put_hashed(&bucket, key, crate::support::gzip(script.as_bytes()))
+        .await;
+    s3_command(store, &store.endpoint(), "verify", &bucket, &["--key", key])
+        .run()
+        .fails(1, &["alter system", "globals"]);
+    restore_globals(store, &bucket, &dst)
+        .run()
+        .fails(1, &["nothing was restored"]);
+    assert_eq!(
+        Pg::psql(
+            &dst.url("postgres"),
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'planted'"
+        ),
+        "0"
+    );
+}
