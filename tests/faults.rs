@@ -1247,7 +1247,7 @@ async fn a_silent_database_server_fails_within_a_minute_by_default() {
 
 /// Runs `child` to its end after sending `signal` once `ready` holds; returns the output and
 /// the seconds from the signal to the exit.
-async fn signal_when(
+pub async fn signal_when(
     child: std::process::Child,
     signal: i32,
     ready: impl Fn() -> bool,

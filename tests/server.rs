@@ -474,3 +474,186 @@ async fn a_planted_globals_object_is_refused() {
         "0"
     );
 }
+
+/// SIGTERM during the second database's dump: that backup is aborted, the next is not started,
+/// the complete ones are reported, and the run exits 143 with nothing left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_the_run_and_reports_what_completed() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-signal").await;
+    let src = Cluster::start();
+    for db in ["alpha", "bravo_slow", "charlie"] {
+        Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
+    }
+    let marker = std::env::temp_dir().join(crate::support::unique("slow-started"));
+    let wrapper = script(
+        "pg_dump",
+        &format!(
+            "case \"$*\" in *bravo_slow*) touch '{}'; sleep 30;; esac\nexec '{}' \"$@\"",
+            marker.display(),
+            Pg::bin("pg_dump").display()
+        ),
+    );
+    let child = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&[
+            "--all-databases",
+            "--exclude-database",
+            "postgres",
+            "--pg-dump-path",
+            wrapper.to_str().unwrap(),
+        ])
+        .run()
+        .spawn();
+    let (out, took) = crate::faults::signal_when(child, libc::SIGTERM, || marker.exists()).await;
+    assert!(took < 5.5, "took {took:.1} s");
+    out.fails(143, &["2 of 4 backups of the server are complete"]);
+    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let statuses: Vec<(Option<String>, String)> = entries(&json)
+        .into_iter()
+        .map(|(_, db, st)| (db, st))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (None, "complete".to_string()),
+            (Some("alpha".into()), "complete".to_string()),
+            (Some("bravo_slow".into()), "failed".to_string()),
+            (Some("charlie".into()), "not run".to_string()),
+        ]
+    );
+    let keys = store.keys_in(&bucket).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|k| !k.contains("bravo") && !k.contains("charlie")));
+    assert_eq!(store.open_uploads(&bucket).await, 0);
+}
+
+/// A database dropped after the run listed it is skipped with a warning, not a failure; the
+/// keep rules then apply to each series on its own, the globals' included, and `check` and
+/// `prune` take `--globals`.
+#[tokio::test]
+async fn a_dropped_database_is_skipped_and_each_series_is_kept_apart() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-dropped").await;
+    let src = Cluster::start();
+    for db in ["alpha", "bravo"] {
+        Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
+    }
+    // pg_dump of alpha drops bravo first.
+    let wrapper = script(
+        "pg_dump",
+        &format!(
+            "case \"$*\" in *alpha*) '{}' -X -q -d '{}' -c 'DROP DATABASE bravo' || exit 9;; esac\nexec '{}' \"$@\"",
+            Pg::bin("psql").display(),
+            src.url("postgres"),
+            Pg::bin("pg_dump").display()
+        ),
+    );
+    let out = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&[
+            "--all-databases",
+            "--pg-dump-path",
+            wrapper.to_str().unwrap(),
+        ])
+        .run()
+        .run();
+    let json = out.ok();
+    assert!(
+        out.stderr.contains("database `bravo` was dropped"),
+        "{}",
+        out.stderr
+    );
+    let bravo = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["database"] == "bravo")
+        .expect("bravo is listed");
+    assert_eq!(bravo["status"], "skipped");
+
+    // A second run, then the keep rules per series: one of each is left, and no series's
+    // backups count for another's.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&["--all-databases"])
+        .run()
+        .run()
+        .ok();
+    let plan = s3_command(
+        store,
+        &store.endpoint(),
+        "prune",
+        &bucket,
+        &["--keep-last", "1", "--dry-run", "--json"],
+    )
+    .run()
+    .ok();
+    let mut per_series: Vec<(String, Option<String>, usize, usize)> = plan["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let d = p["decisions"].as_array().unwrap();
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["database"].as_str().map(str::to_string),
+                d.iter().filter(|x| x["keep"] == true).count(),
+                d.iter().filter(|x| x["keep"] == false).count(),
+            )
+        })
+        .collect();
+    per_series.sort();
+    assert_eq!(
+        per_series,
+        vec![
+            ("database".into(), Some("alpha".into()), 1, 1),
+            ("database".into(), Some("postgres".into()), 1, 1),
+            ("globals".into(), None, 1, 1),
+        ]
+    );
+    let only = s3_command(
+        store,
+        &store.endpoint(),
+        "prune",
+        &bucket,
+        &["--globals", "--keep-last", "1"],
+    )
+    .run();
+    assert!(
+        only.ok_plain().contains("globals: keep 1, delete 1"),
+        "{}",
+        only.stdout
+    );
+    let left = store.keys_in(&bucket).await;
+    assert_eq!(
+        left.iter()
+            .filter(|k| k.starts_with("pg/@globals/"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        left.iter().filter(|k| k.starts_with("pg/alpha/")).count(),
+        2,
+        "prune --globals touches only the globals"
+    );
+    let fresh = s3_command(
+        store,
+        &store.endpoint(),
+        "check",
+        &bucket,
+        &["--globals", "--max-age", "1h", "--json"],
+    )
+    .run()
+    .ok();
+    assert!(fresh["key"].as_str().unwrap().starts_with("pg/@globals/"));
+    s3_command(
+        store,
+        &store.endpoint(),
+        "check",
+        &bucket,
+        &["--database", "bravo"],
+    )
+    .run()
+    .fails(1, &["no backup of `bravo`"]);
+}
