@@ -86,7 +86,7 @@ RUN set -eu; \
     if [ "$PG_APT" = pgdg ]; then apt-get purge -y --auto-remove curl; fi; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/*; \
-    for major in $PG_CLIENTS; do "/usr/lib/postgresql/$major/bin/pg_dump" --version; done
+    for major in $PG_CLIENTS; do "/usr/lib/postgresql/$major/bin/pg_dump" --version; "/usr/lib/postgresql/$major/bin/pg_dumpall" --version; done
 
 COPY --from=binary /out/pg-s3-backup /usr/local/bin/pg-s3-backup
 # The binary must run on this base (a prebuilt one made against a newer glibc would not).

@@ -642,3 +642,60 @@ fn the_image_runs_as_root_and_every_installed_pg_dump_runs() {
     let help = sh("/usr/local/bin/pg-s3-backup --version");
     assert!(help.starts_with("pg-s3-backup "), "{help}");
 }
+
+/// The image's pg_dumpall: `all-databases` in the container backs up a server's databases and
+/// its globals, and the globals restore (roles as they were) into a fresh cluster.
+#[tokio::test]
+async fn the_image_backs_up_a_whole_server() {
+    let src = crate::support::cluster::Cluster::start();
+    Pg::psql(
+        &src.url("postgres"),
+        "CREATE ROLE image_role LOGIN PASSWORD 'image-pw-31'",
+    );
+    Pg::psql(&src.url("postgres"), "CREATE DATABASE shop");
+    let store = Store::Moto;
+    let bucket = store.bucket("image-all").await;
+    let (ak, sk) = store.keys();
+    let endpoint = store.endpoint();
+    let db_url = src.url("postgres");
+    let job = Job::new();
+    let with = [
+        ("database-url", db_url.as_str()),
+        ("bucket", bucket.as_str()),
+        ("aws-region", "us-east-1"),
+        ("endpoint-url", endpoint.as_str()),
+        ("force-path-style", "true"),
+        ("all-databases", "true"),
+    ];
+    let out = job.run(
+        &with,
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let backups: serde_json::Value = serde_json::from_str(&job.outputs()["backups"]).unwrap();
+    assert_eq!(backups.as_array().unwrap().len(), 3, "{backups}");
+    let dst = crate::support::cluster::Cluster::start();
+    crate::support::s3_command(
+        store,
+        &endpoint,
+        "restore",
+        &bucket,
+        &[
+            "--globals",
+            "--latest",
+            "--target-url",
+            &dst.url("postgres"),
+        ],
+    )
+    .run()
+    .ok_plain();
+    let role = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = 'image_role'";
+    assert_eq!(
+        Pg::psql(&dst.url("postgres"), role),
+        Pg::psql(&src.url("postgres"), role)
+    );
+}
