@@ -662,6 +662,7 @@ async fn the_image_backs_up_a_whole_server() {
     let with = [
         ("database-url", db_url.as_str()),
         ("bucket", bucket.as_str()),
+        ("prefix", "pg/"),
         ("aws-region", "us-east-1"),
         ("endpoint-url", endpoint.as_str()),
         ("force-path-style", "true"),
