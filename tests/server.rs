@@ -529,7 +529,8 @@ async fn a_signal_stops_the_run_and_reports_what_completed() {
     assert_eq!(store.open_uploads(&bucket).await, 0);
 }
 
-/// A database dropped after the run listed it is skipped with a warning, not a failure; the
+/// A database dropped after the run listed it (before its backup, or during its dump) is
+/// skipped with a warning, not a failure; the
 /// keep rules then apply to each series on its own, the globals' included, and `check` and
 /// `prune` take `--globals`.
 #[tokio::test]
@@ -537,16 +538,24 @@ async fn a_dropped_database_is_skipped_and_each_series_is_kept_apart() {
     let store = Store::Moto;
     let bucket = store.bucket("server-dropped").await;
     let src = Cluster::start();
-    for db in ["alpha", "bravo"] {
+    for db in ["alpha", "bravo", "charlie"] {
         Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
     }
-    // pg_dump of alpha drops bravo first.
+    // pg_dump of alpha drops bravo first; charlie is dropped while its pg_dump runs, which
+    // then fails.
+    let psql = |db: &str| {
+        format!(
+            "'{}' -X -q -d '{}' -c 'DROP DATABASE {db}' || exit 9",
+            Pg::bin("psql").display(),
+            src.url("postgres")
+        )
+    };
     let wrapper = script(
         "pg_dump",
         &format!(
-            "case \"$*\" in *alpha*) '{}' -X -q -d '{}' -c 'DROP DATABASE bravo' || exit 9;; esac\nexec '{}' \"$@\"",
-            Pg::bin("psql").display(),
-            src.url("postgres"),
+            "case \"$*\" in *alpha*) {};; *charlie*) {}; echo 'pg_dump: error: database gone' >&2; exit 1;; esac\nexec '{}' \"$@\"",
+            psql("bravo"),
+            psql("charlie"),
             Pg::bin("pg_dump").display()
         ),
     );
@@ -564,13 +573,20 @@ async fn a_dropped_database_is_skipped_and_each_series_is_kept_apart() {
         "{}",
         out.stderr
     );
-    let bravo = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["database"] == "bravo")
-        .expect("bravo is listed");
-    assert_eq!(bravo["status"], "skipped");
+    for gone in ["bravo", "charlie"] {
+        let entry = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["database"] == gone)
+            .expect("listed");
+        assert_eq!(entry["status"], "skipped", "{entry}");
+    }
+    assert!(
+        out.stderr.contains("database `charlie` was dropped"),
+        "{}",
+        out.stderr
+    );
 
     // A second run, then the keep rules per series: one of each is left, and no series's
     // backups count for another's.

@@ -143,9 +143,14 @@ async fn server(
                 stopped = done.stopped;
                 entries.push(Entry::complete(done.outcome));
             }
-            Err(e) if e.downcast_ref::<Gone>().is_some() => {
-                output::warn(format_args!("{e}"));
-                entries.push(Entry::skipped(s, e.to_string()));
+            Err(e) if gone(cfg, &s, &e).await => {
+                let why = format!(
+                    "{} was dropped, or stopped accepting connections, after the run listed it: skipped ({})",
+                    s.label(),
+                    error::one_line(&e)
+                );
+                output::warn(&why);
+                entries.push(Entry::skipped(s, why));
             }
             Err(e) => {
                 let line = error::one_line(&e);
@@ -232,22 +237,11 @@ async fn job_for(
         },
         Series::Database(name) => {
             let conn = cfg.conn.with_dbname(name);
-            let checked = or_stop(
+            let info = or_stop(
                 preflight::check(&conn),
                 "stopped before anything was written",
             )
-            .await;
-            let info = match checked {
-                Ok(info) => info,
-                Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
-                // Dropped (or closed to connections) since the run listed it: not a failure.
-                Err(e) => match preflight::cluster(&cfg.conn).await {
-                    Ok(now) if !now.databases.contains(name) => {
-                        return Err(anyhow::Error::new(Gone(name.clone())))
-                    }
-                    _ => return Err(e),
-                },
-            };
+            .await?;
             Job {
                 series: series.clone(),
                 conn,
@@ -259,11 +253,18 @@ async fn job_for(
     })
 }
 
-/// A database the run listed that was dropped, or stopped accepting connections, before its
-/// backup began.
-#[derive(Debug, thiserror::Error)]
-#[error("database `{0}` was dropped, or stopped accepting connections, after the run listed it: skipped")]
-struct Gone(String);
+/// Whether the backup of `series` failed with `e` because its database is no longer one the
+/// run backs up (dropped, or closed to connections, after the listing): that is no failure.
+/// Its upload was aborted as any failed one is.
+async fn gone(cfg: &BackupConfig, series: &Series, e: &anyhow::Error) -> bool {
+    let Series::Database(name) = series else {
+        return false;
+    };
+    if e.downcast_ref::<Interrupted>().is_some() || signals::stop_requested().is_some() {
+        return false;
+    }
+    matches!(preflight::cluster(&cfg.conn).await, Ok(now) if !now.databases.contains(name))
+}
 
 /// One backup, done: its outcome, and the error to return when a signal came after it was
 /// complete.
