@@ -207,7 +207,8 @@ pub struct Entry {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// A complete backup's outcome (it names the series).
+    /// A stored backup's outcome (it names the series): a complete one's, or a failed one's
+    /// whose verification or retention failed.
     #[serde(flatten)]
     pub outcome: Option<Outcome>,
     /// The series of a backup that did not complete.
@@ -220,6 +221,16 @@ impl Entry {
         Self {
             status: "complete",
             error: None,
+            outcome: Some(outcome),
+            series: None,
+        }
+    }
+
+    /// A backup that was stored, and whose verification or retention then failed.
+    pub fn failed_stored(outcome: Outcome, error: String) -> Self {
+        Self {
+            status: "failed",
+            error: Some(error),
             outcome: Some(outcome),
             series: None,
         }
@@ -277,7 +288,14 @@ pub fn server(entries: &[Entry], json: bool) -> Result<()> {
     }
     for e in entries {
         let line = match (&e.outcome, &e.error) {
-            (Some(o), _) => format!(
+            (Some(o), Some(why)) => format!(
+                "{:9} {}: {}, {}: {why}",
+                e.status,
+                e.series().label(),
+                o.uri,
+                HumanBytes(o.size)
+            ),
+            (Some(o), None) => format!(
                 "{:9} {}: {}, {}",
                 e.status,
                 e.series().label(),

@@ -580,9 +580,15 @@ impl Script {
             }
             self.last.push_back(tok.clone());
         }
-        // The first words classify any statement; a COPY needs all of its depth-0 tokens.
+        // The first words classify any statement; a COPY needs all of its depth-0 tokens, a
+        // globals statement the words up to its object's kind.
         let copy = matches!(self.toks.first(), Some(Tok::Word(w)) if w == "COPY");
-        if self.paren == 0 && (self.toks.len() < 2 || (copy && self.toks.len() < 10_000)) {
+        let limit = match (copy, self.globals) {
+            (true, _) => 10_000,
+            (false, true) => GLOBALS_TOKENS,
+            (false, false) => 2,
+        };
+        if self.paren == 0 && self.toks.len() < limit {
             self.toks.push(tok);
         }
     }
@@ -602,7 +608,7 @@ impl Script {
             _ => "",
         };
         let (first, second) = (word(0), word(1));
-        if self.globals && !globals_statement(first, second) {
+        if self.globals && !globals_statement(&self.toks) {
             return Err(self.refuse(&format!(
                 "has `{} {} ...`, which pg_dumpall does not write in a globals script (only roles, tablespaces and their grants)",
                 first.to_lowercase(),
@@ -1041,17 +1047,40 @@ fn is_dolq_cont(c: u8) -> bool {
     is_dolq_start(c) || c.is_ascii_digit()
 }
 
-/// What `pg_dumpall --globals-only` writes, by a statement's first two words: its `SET`s, and
-/// roles, tablespaces and their comments, labels and grants. `COMMENT`, `SECURITY LABEL`,
-/// `GRANT` and `REVOKE` change only privileges and descriptions.
-fn globals_statement(first: &str, second: &str) -> bool {
-    match first {
+/// The depth-0 tokens of a globals statement looked at: enough for pg_dumpall's `GRANT priv,
+/// ... ON kind`; a statement with more before its `ON` is not pg_dumpall's.
+const GLOBALS_TOKENS: usize = 64;
+
+/// What `pg_dumpall --globals-only` writes, by a statement's depth-0 tokens: its `SET`s, and
+/// roles, tablespaces and their comments and labels; role memberships, and grants on
+/// tablespaces and parameters. Not a grant, comment or label on anything in the database the
+/// restore connects to (a schema, a table, the database itself).
+fn globals_statement(toks: &[Tok]) -> bool {
+    let word = |k: usize| match toks.get(k) {
+        Some(Tok::Word(w)) => w.as_str(),
+        _ => "",
+    };
+    // The word after the first depth-0 `ON` (a role named `on` is always quoted).
+    let on_kind = || {
+        let on = toks
+            .iter()
+            .position(|t| matches!(t, Tok::Word(w) if w == "ON"));
+        on.map(|k| word(k + 1))
+    };
+    let shared = |kind: &str| matches!(kind, "ROLE" | "TABLESPACE");
+    match word(0) {
         "SET" => matches!(
-            second,
+            word(1),
             "DEFAULT_TRANSACTION_READ_ONLY" | "CLIENT_ENCODING" | "STANDARD_CONFORMING_STRINGS"
         ),
-        "CREATE" | "ALTER" => matches!(second, "ROLE" | "TABLESPACE"),
-        "COMMENT" | "SECURITY" | "GRANT" | "REVOKE" => true,
+        "CREATE" | "ALTER" => shared(word(1)),
+        "COMMENT" => word(1) == "ON" && shared(word(2)),
+        "SECURITY" => word(1) == "LABEL" && on_kind().is_some_and(shared),
+        "GRANT" | "REVOKE" => match on_kind() {
+            Some(kind) => matches!(kind, "TABLESPACE" | "PARAMETER"),
+            // A membership; unless the `ON` is past what was looked at.
+            None => toks.len() < GLOBALS_TOKENS,
+        },
         _ => false,
     }
 }
@@ -1136,9 +1165,9 @@ mod tests {
 
     #[test]
     fn a_globals_script_holds_only_roles_tablespaces_and_grants() {
-        let body = "CREATE ROLE app;\nALTER ROLE app WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\nCOMMENT ON ROLE app IS 'a;b';\nCREATE TABLESPACE fast OWNER app LOCATION '/srv/fast';\nGRANT ALL ON TABLESPACE fast TO app;\nGRANT pg_read_all_data TO app WITH INHERIT TRUE GRANTED BY postgres;\nALTER ROLE app SET search_path TO 'a', 'b';\nREVOKE ALL ON TABLESPACE fast FROM PUBLIC;\n";
+        let body = "CREATE ROLE app;\nALTER ROLE app WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\nCOMMENT ON ROLE app IS 'a;b';\nCREATE TABLESPACE fast OWNER app LOCATION '/srv/fast';\nGRANT ALL ON TABLESPACE fast TO app;\nGRANT pg_read_all_data TO app WITH INHERIT TRUE GRANTED BY postgres;\nALTER ROLE app SET search_path TO 'a', 'b';\nREVOKE ALL ON TABLESPACE fast FROM PUBLIC;\nGRANT SET ON PARAMETER work_mem TO app;\nSECURITY LABEL FOR dummy ON ROLE app IS 'x';\nCOMMENT ON TABLESPACE fast IS 'on';\nGRANT \"on\" TO app;\n";
         let events = read_globals(&globals(body)).unwrap();
-        assert_eq!(events.len(), 11, "{events:?}");
+        assert_eq!(events.len(), 15, "{events:?}");
         // A database's dump is not a globals script, and the globals are not a database's dump.
         assert!(read_globals(&dump("CREATE ROLE app;")).is_err());
         let mut s = Script::new();
@@ -1157,6 +1186,12 @@ mod tests {
             "COPY t FROM stdin;",
             "\\connect app",
             "\\! id",
+            "GRANT ALL ON SCHEMA public TO PUBLIC;",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO app;",
+            "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;",
+            "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO app;",
+            "COMMENT ON TABLE t IS 'x';",
+            "SECURITY LABEL FOR selinux ON TABLE t IS 'x';",
         ] {
             let got = read_globals(&globals(hostile)).unwrap_err();
             assert!(got.line > 1, "{hostile}: {got}");

@@ -673,3 +673,101 @@ async fn a_dropped_database_is_skipped_and_each_series_is_kept_apart() {
     .run()
     .fails(1, &["no backup of `bravo`"]);
 }
+
+/// A database named in bytes that are not UTF-8 (made in a SQL_ASCII database: anyone with
+/// CREATEDB can) fails alone and named, rather than stopping the whole run; an invalid database
+/// (an interrupted DROP DATABASE leaves one, and nobody can connect to it) is left out, as
+/// pg_dumpall leaves it out.
+#[tokio::test]
+async fn odd_databases_do_not_stop_the_others() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-odd").await;
+    let src = Cluster::start();
+    let admin = src.url("postgres");
+    Pg::psql(
+        &admin,
+        "CREATE DATABASE ascii ENCODING 'SQL_ASCII' TEMPLATE template0 LOCALE 'C'",
+    );
+    Pg::psql(&admin, "CREATE DATABASE half");
+    Pg::psql(
+        &admin,
+        "UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'half'",
+    );
+    let psql = Pg::bin("psql");
+    pipe(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "PGCLIENTENCODING=SQL_ASCII '{}' -X -q -v ON_ERROR_STOP=1 -d '{}'",
+                psql.display(),
+                src.url("ascii")
+            ),
+        ],
+        b"CREATE DATABASE \"bad\xffname\";\n",
+    );
+    let out = Backup::new(store, &bucket, &admin)
+        .args(&["--all-databases"])
+        .run()
+        .run();
+    out.fails(1, &["1 of 4 backups failed", "database `bad\\xffname`"]);
+    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let mut got = entries(&json);
+    got.sort();
+    let statuses: Vec<(Option<&str>, &str)> = got
+        .iter()
+        .map(|(_, db, st)| (db.as_deref(), st.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (Some("ascii"), "complete"),
+            (Some("bad\\xffname"), "failed"),
+            (Some("postgres"), "complete"),
+            (None, "complete"),
+        ],
+        "{}",
+        out.stderr
+    );
+}
+
+/// A backup that was stored but whose retention failed is named as failed with its key, and the
+/// run's error does not say that nothing was left behind.
+#[tokio::test]
+async fn a_stored_backup_whose_retention_fails_keeps_its_key() {
+    use crate::support::proxy::{Fault, Op, Proxy};
+    let store = Store::Moto;
+    let bucket = store.bucket("server-prune-fails").await;
+    let src = Cluster::start();
+    Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&["--all-databases"])
+        .run()
+        .run()
+        .ok();
+    // Second ones in another second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let proxy = Proxy::start(&store.endpoint());
+    proxy.fail(
+        Op::DeleteObjects,
+        1,
+        Fault::Always(Box::new(Fault::Status(403))),
+    );
+    let out = Backup::new(store, &bucket, &src.url("postgres"))
+        .via(&proxy.url())
+        .args(&["--all-databases", "--keep-last", "1"])
+        .run()
+        .run();
+    let line = out.fails(1, &["2 of 2 backups failed", "were stored"]);
+    assert!(!line.contains("nothing of them"), "{line}");
+    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let keys = store.keys_in(&bucket).await;
+    for e in json.as_array().unwrap() {
+        assert_eq!(e["status"], "failed", "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("pruning failed"),
+            "{e}"
+        );
+        let key = e["key"].as_str().expect("the stored backup's key");
+        assert!(keys.contains(&key.to_string()), "{key}: {keys:?}");
+    }
+}

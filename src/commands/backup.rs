@@ -80,6 +80,9 @@ async fn database(cfg: &BackupConfig, outcome_json: &mut Option<String>) -> Resu
         no_role_passwords: false,
     };
     let done = one(&client, cfg, &job, started).await?;
+    if let Some(e) = done.failed {
+        return Err(e);
+    }
     output::end_group();
     *outcome_json = serde_json::to_string(&done.outcome).ok();
     report::backup(&done.outcome, cfg.json)?;
@@ -141,7 +144,14 @@ async fn server(
         match result {
             Ok(done) => {
                 stopped = done.stopped;
-                entries.push(Entry::complete(done.outcome));
+                entries.push(match done.failed {
+                    None => Entry::complete(done.outcome),
+                    Some(e) => {
+                        let line = error::one_line(&e);
+                        output::warn(format_args!("the backup of {} failed: {line}", s.label()));
+                        Entry::failed_stored(done.outcome, line)
+                    }
+                });
             }
             Err(e) if gone(cfg, &s, &e).await => {
                 let why = format!(
@@ -163,6 +173,15 @@ async fn server(
             }
         }
     }
+    for name in &cluster.unnamed {
+        let why = format!(
+            "database `{name}` has a name that is not UTF-8, which no key or connection string can hold: rename it (ALTER DATABASE ... RENAME TO) to back it up"
+        );
+        output::warn(format_args!(
+            "the backup of database `{name}` failed: {why}"
+        ));
+        entries.push(Entry::failed(Series::Database(name.clone()), why));
+    }
     output::end_group();
     *outcome_json = serde_json::to_string(&entries).ok();
     report::server(&entries, cfg.json)?;
@@ -173,16 +192,25 @@ async fn server(
             "{complete} of {total} backups of the server are complete; the rest were stopped or not started"
         )));
     }
-    let failed: Vec<String> = entries
+    let failed: Vec<&Entry> = entries.iter().filter(|e| e.status == "failed").collect();
+    let stored: Vec<String> = failed
         .iter()
-        .filter(|e| e.status == "failed")
+        .filter(|e| e.outcome.is_some())
         .map(|e| e.series().label())
         .collect();
     if !failed.is_empty() {
+        let left = match stored.is_empty() {
+            true => "nothing of them was left behind".to_string(),
+            false => format!(
+                "the backups of {} were stored but their verification or retention failed, nothing of the others was left behind",
+                stored.join(", ")
+            ),
+        };
+        let names: Vec<String> = failed.iter().map(|e| e.series().label()).collect();
         anyhow::bail!(
-            "{} of {total} backups failed ({}): nothing of them was left behind, and the other {complete} are complete; see each error above",
+            "{} of {total} backups failed ({}): {left}, and the other {complete} are complete; see each error above",
             failed.len(),
-            failed.join(", ")
+            names.join(", ")
         );
     }
     Ok(())
@@ -266,11 +294,12 @@ async fn gone(cfg: &BackupConfig, series: &Series, e: &anyhow::Error) -> bool {
     matches!(preflight::cluster(&cfg.conn).await, Ok(now) if !now.databases.contains(name))
 }
 
-/// One backup, done: its outcome, and the error to return when a signal came after it was
-/// complete.
+/// One backup, done: its outcome, the error to return when a signal came after it was
+/// complete, and the error of its verification or retention, which failed after it was stored.
 struct Done {
     outcome: Outcome,
     stopped: Option<anyhow::Error>,
+    failed: Option<anyhow::Error>,
 }
 
 /// Claims the key, stores the dump, then verifies and prunes the series.
@@ -288,16 +317,31 @@ async fn one(
     let _complete = signals::context(format!("the backup {} is complete", stored.uri));
     let size = stored.counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
-    // and the outcome is still reported, with exit 130/143.
-    let verified = cfg.verify && verify(client, cfg, &key, &stored.sha256).await?;
-    let retention = match signals::stop_requested() {
-        None => {
+    // and the outcome is still reported, with exit 130/143. A failed verification skips
+    // retention; either failing fails the backup, which is still named with its key.
+    let mut failed = None;
+    let verified = match cfg.verify {
+        true => verify(client, cfg, &key, &stored.sha256)
+            .await
+            .unwrap_or_else(|e| {
+                failed = Some(e);
+                false
+            }),
+        false => false,
+    };
+    let retention = match (signals::stop_requested(), &failed) {
+        (None, None) => {
             if !cfg.retention.is_empty() {
                 output::group("Retention");
             }
-            ops::prune::after_backup(client, cfg, &job.series, &key, size).await?
+            ops::prune::after_backup(client, cfg, &job.series, &key, size)
+                .await
+                .unwrap_or_else(|e| {
+                    failed = Some(e);
+                    None
+                })
         }
-        Some(_) => None,
+        _ => None,
     };
     let stopped = signals::stop_requested().map(|sig| {
         let undone = undone(cfg, verified, retention.as_ref());
@@ -333,7 +377,11 @@ async fn one(
             .unwrap_or_default(),
         retention,
     };
-    Ok(Done { outcome, stopped })
+    Ok(Done {
+        outcome,
+        stopped,
+        failed,
+    })
 }
 
 /// `--verify`: reads the new object back. `false` when a signal stopped it.

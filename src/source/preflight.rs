@@ -113,6 +113,9 @@ pub async fn check(conn: &ConnInfo) -> Result<ServerInfo> {
 pub struct Cluster {
     /// Every database that accepts connections and is not a template, in byte order.
     pub databases: Vec<String>,
+    /// Those among them whose names are not UTF-8 (made in a `SQL_ASCII` database), shown with
+    /// `\xNN` escapes: no key or connection string can name them.
+    pub unnamed: Vec<String>,
     /// `pg_authid` (the roles' password hashes) is readable: managed servers (RDS, Cloud SQL)
     /// hide it, and pg_dumpall then needs `--no-role-passwords`.
     pub passwords_readable: bool,
@@ -124,9 +127,12 @@ pub async fn cluster(conn: &ConnInfo) -> Result<Cluster> {
     let rows = answer(
         conn,
         "the query listing its databases",
+        // As bytes: a name made in a SQL_ASCII database need not be UTF-8. `datconnlimit = -2`
+        // marks a database an interrupted DROP DATABASE left invalid (pg_dumpall skips it too):
+        // nobody can connect to it.
         client.query(
-            "SELECT datname::text FROM pg_catalog.pg_database \
-             WHERE datallowconn AND NOT datistemplate",
+            "SELECT pg_catalog.textsend(datname::text) FROM pg_catalog.pg_database \
+             WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2",
             &[],
         ),
     )
@@ -144,10 +150,18 @@ pub async fn cluster(conn: &ConnInfo) -> Result<Cluster> {
     .map_err(|e| explain(conn, &e))?;
     drop(client);
     let _ = driver.await;
-    let mut databases: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let (mut databases, mut unnamed) = (Vec::new(), Vec::new());
+    for row in &rows {
+        match String::from_utf8(row.get(0)) {
+            Ok(name) => databases.push(name),
+            Err(e) => unnamed.push(e.as_bytes().escape_ascii().to_string()),
+        }
+    }
     databases.sort();
+    unnamed.sort();
     Ok(Cluster {
         databases,
+        unnamed,
         passwords_readable: readable.get(0),
     })
 }
