@@ -131,13 +131,19 @@ impl Target {
 
     /// The roles that exist on the server.
     pub async fn roles(&self) -> Result<std::collections::HashSet<String>> {
-        let query = self
-            .client
-            .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[]);
+        // As bytes: a role named in a SQL_ASCII database need not be UTF-8 (and then no line
+        // of a UTF-8 script names it).
+        let query = self.client.query(
+            "SELECT pg_catalog.textsend(rolname::text) FROM pg_catalog.pg_roles",
+            &[],
+        );
         let rows = preflight::answer(&self.conn, "the query listing its roles", query)
             .await?
             .map_err(|e| describe(&e, "listing the server's roles", 0))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|r| String::from_utf8(r.get(0)).ok())
+            .collect())
     }
 
     /// Statements and COPY blocks applied so far.

@@ -389,6 +389,7 @@ async fn one_failing_database_fails_alone() {
 
 /// A backup user that cannot read pg_authid (as on RDS or Cloud SQL) gets the globals without
 /// password hashes, and a warning saying so. (Its databases hold no tables it cannot read.)
+/// The managed services' own databases it may not connect to are skipped, not failed.
 #[tokio::test]
 async fn without_password_hashes_the_globals_say_so() {
     let store = Store::Moto;
@@ -418,6 +419,37 @@ async fn without_password_hashes_the_globals_say_so() {
     assert!(script.contains("CREATE ROLE app;"), "{script}");
     assert!(!script.contains("PASSWORD"), "{script}");
     assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+
+    // A managed service's own database the user may not connect to is skipped; any other
+    // such database fails the run, naming the grant.
+    for db in ["rdsadmin", "private"] {
+        Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
+        Pg::psql(
+            &src.url("postgres"),
+            &format!("REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"),
+        );
+    }
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--all-databases"];
+        args.extend_from_slice(extra);
+        Backup::new(store, &bucket, &url).args(&args).run().run()
+    };
+    let out = run(&[]);
+    out.fails(1, &["1 of 5 backups failed", "database `private`"]);
+    assert!(
+        out.stderr.contains("grant the backup user CONNECT"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["--exclude-database", "private"]);
+    let json = out.ok();
+    let rds = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["database"] == "rdsadmin")
+        .unwrap();
+    assert_eq!(rds["status"], "skipped", "{rds}");
 }
 
 /// Bad input exits 2 before anything is written: an exclusion without --all-databases, every

@@ -153,6 +153,15 @@ async fn server(
                     }
                 });
             }
+            Err(e) if managed_admin(&s, &e) => {
+                let why = format!(
+                    "{} is the managed service's own database, which it lets no user connect to: skipped ({})",
+                    s.label(),
+                    error::one_line(&e)
+                );
+                output::note(&why);
+                entries.push(Entry::skipped(s, why));
+            }
             Err(e) if gone(cfg, &s, &e).await => {
                 let why = format!(
                     "{} was dropped, or stopped accepting connections, after the run listed it: skipped ({})",
@@ -279,6 +288,19 @@ async fn job_for(
             }
         }
     })
+}
+
+/// The databases managed services keep for themselves on a customer's server and refuse
+/// connections to (RDS, Cloud SQL, Azure): a failure to back one up is no failure of the run.
+const MANAGED_ADMIN: &[&str] = &["rdsadmin", "cloudsqladmin", "azure_maintenance"];
+
+/// Whether `e`, a failure to back up `series`, is that of a managed service's own database.
+fn managed_admin(series: &Series, e: &anyhow::Error) -> bool {
+    series
+        .database()
+        .is_some_and(|db| MANAGED_ADMIN.contains(&db))
+        && e.downcast_ref::<Interrupted>().is_none()
+        && signals::stop_requested().is_none()
 }
 
 /// Whether the backup of `series` failed with `e` because its database is no longer one the
