@@ -179,7 +179,7 @@ pub struct BackupArgs {
     /// Back up every database of the server that accepts connections and is not a template,
     /// each as its own backup, and the roles and tablespaces (`pg_dumpall --globals-only`) as
     /// one more; --database-url names the server and the database to connect to first.
-    #[arg(long, env = "ALL_DATABASES")]
+    #[arg(long, env = "ALL_DATABASES", value_parser = clap::builder::BoolishValueParser::new())]
     pub all_databases: bool,
     /// With --all-databases: leave out this database (its exact name; repeatable).
     #[arg(long = "exclude-database")]
