@@ -146,6 +146,56 @@ impl Target {
             .collect())
     }
 
+    /// What the role this restore connects as can do now, of what a globals script may take
+    /// from it.
+    pub async fn standing(&self) -> Result<Standing> {
+        let query = self.client.query_one(
+            "SELECT rolname::text, rolsuper, rolcreaterole, rolcanlogin, \
+             rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() \
+             FROM pg_catalog.pg_roles WHERE rolname = session_user",
+            &[],
+        );
+        let row = preflight::answer(&self.conn, "the query for the restoring role", query)
+            .await?
+            .map_err(|e| describe(&e, "reading the restoring role's attributes", 0))?;
+        Ok(Standing {
+            name: row.get(0),
+            kept: [row.get(1), row.get(2), row.get(3), row.get(4)],
+        })
+    }
+
+    /// Runs a statement of the globals in a transaction of its own, and commits it only if the
+    /// restoring role keeps what `before` says it could do: a globals script (a source whose
+    /// role of that name had less, or a planted one) can otherwise take SUPERUSER from the
+    /// role restoring it, and so leave the server without a superuser.
+    pub async fn apply_keeping(&mut self, event: Event, before: &Standing) -> Result<()> {
+        let line = match &event {
+            Event::Statement { line, .. } | Event::CopyStart { line, .. } => *line,
+            _ => 0,
+        };
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| describe(&e, "BEGIN", 0))?;
+        self.apply(event).await?;
+        let after = self.standing().await?;
+        if let Some(lost) = before.lost(&after) {
+            self.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| describe(&e, "ROLLBACK", 0))?;
+            return Err(anyhow!(
+                "the statement at line {line} of the dump would take {lost} from `{}`, the role this restore connects as, and was rolled back: restore as another role that has {lost} (the source's role `{}` then gets the source's attributes)",
+                before.name,
+                before.name
+            ));
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| describe(&e, "COMMIT", 0))
+    }
+
     /// Statements and COPY blocks applied so far.
     pub fn statements(&self) -> u64 {
         self.statements
@@ -158,6 +208,30 @@ impl Target {
             .await
             .map_err(|e| describe(&e, "COMMIT", 0))?;
         Ok(self.statements)
+    }
+}
+
+/// The restoring role: its name, and whether it has what a globals script may take from it.
+pub struct Standing {
+    name: String,
+    /// In the order of [`KEPT`].
+    kept: [bool; 4],
+}
+
+/// What a globals restore keeps for the role restoring it.
+const KEPT: [&str; 4] = [
+    "SUPERUSER",
+    "CREATEROLE",
+    "LOGIN",
+    "a password that is still valid (VALID UNTIL)",
+];
+
+impl Standing {
+    /// The first of [`KEPT`] that it had and `after` has not.
+    fn lost(&self, after: &Standing) -> Option<&'static str> {
+        (0..KEPT.len())
+            .find(|&k| self.kept[k] && !after.kept[k])
+            .map(|k| KEPT[k])
     }
 }
 

@@ -470,6 +470,18 @@ async fn bad_server_flags_change_nothing() {
         .fails(2, &["every database", "excluded"]);
     run(&["--all-databases", "--exclude-database", ""]).fails(2, &["--exclude-database is empty"]);
     assert!(store.keys_in(&bucket).await.is_empty());
+    // A restore check of the globals is refused from the flags, before any object is read.
+    let scratch = src.url("postgres");
+    for which in [
+        &["--globals", "--latest"][..],
+        &["--key", "pg/@globals/@globals-20260101T000000Z.sql.gz"],
+    ] {
+        let mut args = which.to_vec();
+        args.extend(["--restore-check", &scratch]);
+        let out = s3_command(store, &store.endpoint(), "verify", &bucket, &args).run();
+        out.fails(2, &["--restore-check with a globals backup"]);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
     // An exclusion naming nothing only warns; ALL_DATABASES takes 1/yes/true as a Kubernetes
     // manifest may write it.
     let out = Backup::new(store, &bucket, &src.url("postgres"))
@@ -807,4 +819,99 @@ async fn a_stored_backup_whose_retention_fails_keeps_its_key() {
         let key = e["key"].as_str().expect("the stored backup's key");
         assert!(keys.contains(&key.to_string()), "{key}: {keys:?}");
     }
+}
+
+/// A database renamed after the run listed it is not gone: its data lives on under the new
+/// name, which the run does not back up, so its backup fails, naming the new name, instead of
+/// being skipped in a green run. A managed service's database name is skipped only when the
+/// connection to it is refused, not when its dump fails.
+#[tokio::test]
+async fn a_renamed_database_or_a_failing_managed_name_fails_the_run() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-renamed").await;
+    let src = Cluster::start();
+    for db in ["alpha", "bravo", "rdsadmin"] {
+        Pg::psql(&src.url("postgres"), &format!("CREATE DATABASE {db}"));
+    }
+    // pg_dump of alpha renames bravo; that of rdsadmin (a user's database of that name on a
+    // server that is no managed one) fails.
+    let wrapper = script(
+        "pg_dump",
+        &format!(
+            "case \"$*\" in *alpha*) '{}' -X -q -d '{}' -c 'ALTER DATABASE bravo RENAME TO bravo_v2' || exit 9;; *rdsadmin*) echo 'pg_dump: error: query failed' >&2; exit 1;; esac\nexec '{}' \"$@\"",
+            Pg::bin("psql").display(),
+            src.url("postgres"),
+            Pg::bin("pg_dump").display()
+        ),
+    );
+    let out = Backup::new(store, &bucket, &src.url("postgres"))
+        .args(&[
+            "--all-databases",
+            "--pg-dump-path",
+            wrapper.to_str().unwrap(),
+        ])
+        .run()
+        .run();
+    out.fails(
+        1,
+        &[
+            "2 of 5 backups failed",
+            "database `bravo`",
+            "database `rdsadmin`",
+        ],
+    );
+    assert!(
+        out.stderr.contains("renamed to `bravo_v2`"),
+        "{}",
+        out.stderr
+    );
+    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    for db in ["bravo", "rdsadmin"] {
+        let entry = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["database"] == db)
+            .expect("listed");
+        assert_eq!(entry["status"], "failed", "{entry}");
+    }
+}
+
+/// A globals script that takes SUPERUSER from the role restoring it (pg_dumpall writes
+/// `NOSUPERUSER` for a source's `postgres` that had none, as on RDS) is rolled back there and
+/// stops the restore: the server keeps its superuser. What came before it (a tablespace, which
+/// is created in no transaction) stays applied.
+#[tokio::test]
+async fn a_globals_restore_never_demotes_the_restoring_role() {
+    let store = Store::Moto;
+    let bucket = store.bucket("server-demote").await;
+    let dst = Cluster::start();
+    let fast = dst.directory("fast");
+    let script = format!(
+        "--\n-- PostgreSQL database cluster dump\n--\n\nSET standard_conforming_strings = on;\nCREATE ROLE before_it;\nCREATE TABLESPACE fast OWNER before_it LOCATION '{}';\nALTER ROLE postgres WITH NOSUPERUSER INHERIT CREATEROLE CREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\nCREATE ROLE after_it;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n",
+        fast.display()
+    );
+    let key = "pg/@globals/@globals-20260101T000000Z.sql.gz";
+    store
+        .put_hashed(&bucket, key, crate::support::gzip(script.as_bytes()))
+        .await;
+    restore_globals(store, &bucket, &dst).run().fails(
+        1,
+        &["would take SUPERUSER from `postgres`", "3 of 5 statements"],
+    );
+    assert_eq!(
+        Pg::psql(
+            &dst.url("postgres"),
+            "SELECT string_agg(rolname || ':' || rolsuper, ',' ORDER BY rolname) FROM pg_roles \
+             WHERE rolname IN ('postgres', 'before_it', 'after_it')"
+        ),
+        "before_it:false,postgres:true"
+    );
+    assert_eq!(
+        Pg::psql(
+            &dst.url("postgres"),
+            "SELECT pg_catalog.pg_get_userbyid(spcowner) FROM pg_tablespace WHERE spcname = 'fast'"
+        ),
+        "before_it"
+    );
 }

@@ -136,11 +136,22 @@ async fn server(
         output::group(&format!("Backup of {}", s.label()));
         let started = Instant::now();
         let tools = (&server, &dump, &dumpall, !cluster.passwords_readable);
-        let result = async {
-            let job = job_for(cfg, &s, tools).await?;
-            one(&client, cfg, &job, started).await
-        }
-        .await;
+        // Only a refused connection, before anything was written, is a managed service's
+        // database refusing every user: a dump of one that fails is a failure like any other.
+        let result = match job_for(cfg, &s, tools).await {
+            Ok(job) => one(&client, cfg, &job, started).await,
+            Err(e) if managed_admin(&s, &e) => {
+                let why = format!(
+                    "{} is the managed service's own database, which it lets no user connect to: skipped ({})",
+                    s.label(),
+                    error::one_line(&e)
+                );
+                output::note(&why);
+                entries.push(Entry::skipped(s, why));
+                continue;
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(done) => {
                 stopped = done.stopped;
@@ -153,26 +164,25 @@ async fn server(
                     }
                 });
             }
-            Err(e) if managed_admin(&s, &e) => {
-                let why = format!(
-                    "{} is the managed service's own database, which it lets no user connect to: skipped ({})",
-                    s.label(),
-                    error::one_line(&e)
-                );
-                output::note(&why);
-                entries.push(Entry::skipped(s, why));
-            }
-            Err(e) if gone(cfg, &s, &e).await => {
-                let why = format!(
-                    "{} was dropped, or stopped accepting connections, after the run listed it: skipped ({})",
-                    s.label(),
-                    error::one_line(&e)
-                );
-                output::warn(&why);
-                entries.push(Entry::skipped(s, why));
-            }
             Err(e) => {
-                let line = error::one_line(&e);
+                let mut line = error::one_line(&e);
+                match since(cfg, &cluster, &s, &e).await {
+                    Since::Gone => {
+                        let why = format!(
+                            "{} was dropped, or stopped accepting connections, after the run listed it: skipped ({line})",
+                            s.label()
+                        );
+                        output::warn(&why);
+                        entries.push(Entry::skipped(s, why));
+                        continue;
+                    }
+                    Since::Renamed(now) => {
+                        line = format!(
+                            "it was renamed to `{now}` after the run listed it, and is backed up under neither name: run the backup again ({line})"
+                        );
+                    }
+                    Since::Here => {}
+                }
                 if e.downcast_ref::<Interrupted>().is_some() {
                     stopped = Some(e);
                 } else {
@@ -192,6 +202,10 @@ async fn server(
         entries.push(Entry::failed(Series::Database(name.clone()), why));
     }
     output::end_group();
+    // A signal between backups (or while a failure was looked into) stopped the run too.
+    if let (None, Some(sig)) = (&stopped, signals::stop_requested()) {
+        stopped = Some(anyhow::Error::new(Interrupted(sig)));
+    }
     *outcome_json = serde_json::to_string(&entries).ok();
     report::server(&entries, cfg.json)?;
     let complete = entries.iter().filter(|e| e.status == "complete").count();
@@ -303,17 +317,42 @@ fn managed_admin(series: &Series, e: &anyhow::Error) -> bool {
         && signals::stop_requested().is_none()
 }
 
-/// Whether the backup of `series` failed with `e` because its database is no longer one the
-/// run backs up (dropped, or closed to connections, after the listing): that is no failure.
-/// Its upload was aborted as any failed one is.
-async fn gone(cfg: &BackupConfig, series: &Series, e: &anyhow::Error) -> bool {
+/// What became of the database of a backup that failed, by a new listing of the server.
+enum Since {
+    /// Dropped, or closed to connections: no longer one the run backs up, so no failure. Its
+    /// upload was aborted as any failed one is.
+    Gone,
+    /// Listed under this other name (its oid is the same): its data is still there, and this
+    /// run backs it up under neither name.
+    Renamed(String),
+    /// Still listed, or the listing failed, or the run was stopped: the failure stands.
+    Here,
+}
+
+/// What became of the database of `series`, whose backup failed with `e`, since the run
+/// listed it in `listed`.
+async fn since(cfg: &BackupConfig, listed: &Cluster, series: &Series, e: &anyhow::Error) -> Since {
     let Series::Database(name) = series else {
-        return false;
+        return Since::Here;
     };
     if e.downcast_ref::<Interrupted>().is_some() || signals::stop_requested().is_some() {
-        return false;
+        return Since::Here;
     }
-    matches!(preflight::cluster(&cfg.conn).await, Ok(now) if !now.databases.contains(name))
+    let Ok(now) = preflight::cluster(&cfg.conn).await else {
+        return Since::Here;
+    };
+    if now.databases.contains(name) {
+        return Since::Here;
+    }
+    let oid = listed
+        .oids
+        .iter()
+        .find(|(_, n)| n == name)
+        .map(|(oid, _)| oid);
+    match now.oids.iter().find(|(o, _)| Some(o) == oid) {
+        Some((_, renamed)) => Since::Renamed(renamed.clone()),
+        None => Since::Gone,
+    }
 }
 
 /// One backup, done: its outcome, the error to return when a signal came after it was

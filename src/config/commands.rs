@@ -149,9 +149,21 @@ pub struct VerifyConfig {
 
 impl VerifyConfig {
     pub fn from_args(args: &VerifyArgs) -> Result<Self> {
+        let s3 = S3Config::from_args(&args.s3)?;
+        let which = Which::from_args(&args.which)?;
+        // Known from the flags: refused before the object is read, not after it is verified.
+        let globals = match &which {
+            Which::Key(key) => crate::download::is_globals(&s3.prefix, key),
+            Which::Newest { series, .. } => *series == Series::Globals,
+        };
+        if globals && args.restore_check.is_some() {
+            return Err(usage!(
+                "--restore-check with a globals backup (roles and tablespaces, which are server-wide): restoring it into a scratch database would change the whole server's roles; verify it without --restore-check, and restore it with `restore --target-url`"
+            ));
+        }
         Ok(Self {
-            s3: S3Config::from_args(&args.s3)?,
-            which: Which::from_args(&args.which)?,
+            s3,
+            which,
             scratch: args
                 .restore_check
                 .as_deref()

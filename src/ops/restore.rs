@@ -125,6 +125,7 @@ pub async fn globals_into(
         .with_context(nothing)?;
     let mut target = Target::connect(conn).await?;
     let roles = target.roles().await?;
+    let me = target.standing().await?;
     let mut existing = Vec::new();
     let total = collect.events.len();
     for (done, event) in collect.events.into_iter().enumerate() {
@@ -139,7 +140,16 @@ pub async fn globals_into(
                 continue;
             }
         }
-        target.apply(event).await.with_context(|| {
+        // `CREATE TABLESPACE` cannot run in a transaction; every other statement runs in one
+        // that is rolled back if it took from the restoring role what it needs (written any
+        // other way than pg_dumpall writes it, a `CREATE TABLESPACE` then fails there).
+        let applied = match &event {
+            Event::Statement { sql, .. } if sql.starts_with(b"CREATE TABLESPACE ") => {
+                target.apply(event).await
+            }
+            _ => target.apply_keeping(event, &me).await,
+        };
+        applied.with_context(|| {
             format!(
                 "{done} of {total} statements of the globals were applied before it, each on its own: fix the cause and run the restore again (existing roles are kept)"
             )

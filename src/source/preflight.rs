@@ -116,6 +116,9 @@ pub struct Cluster {
     /// Those among them whose names are not UTF-8 (made in a `SQL_ASCII` database), shown with
     /// `\xNN` escapes: no key or connection string can name them.
     pub unnamed: Vec<String>,
+    /// Each of them by its oid, which a rename keeps: a database the run listed and can no
+    /// longer connect to may have been renamed, not dropped.
+    pub oids: Vec<(u32, String)>,
     /// `pg_authid` (the roles' password hashes) is readable: managed servers (RDS, Cloud SQL)
     /// hide it, and pg_dumpall then needs `--no-role-passwords`.
     pub passwords_readable: bool,
@@ -131,7 +134,7 @@ pub async fn cluster(conn: &ConnInfo) -> Result<Cluster> {
         // marks a database an interrupted DROP DATABASE left invalid (pg_dumpall skips it too):
         // nobody can connect to it.
         client.query(
-            "SELECT pg_catalog.textsend(datname::text) FROM pg_catalog.pg_database \
+            "SELECT pg_catalog.textsend(datname::text), oid FROM pg_catalog.pg_database \
              WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2",
             &[],
         ),
@@ -150,18 +153,27 @@ pub async fn cluster(conn: &ConnInfo) -> Result<Cluster> {
     .map_err(|e| explain(conn, &e))?;
     drop(client);
     let _ = driver.await;
-    let (mut databases, mut unnamed) = (Vec::new(), Vec::new());
+    let (mut databases, mut unnamed, mut oids) = (Vec::new(), Vec::new(), Vec::new());
     for row in &rows {
-        match String::from_utf8(row.get(0)) {
-            Ok(name) => databases.push(name),
-            Err(e) => unnamed.push(e.as_bytes().escape_ascii().to_string()),
-        }
+        let name = match String::from_utf8(row.get(0)) {
+            Ok(name) => {
+                databases.push(name.clone());
+                name
+            }
+            Err(e) => {
+                let shown = e.as_bytes().escape_ascii().to_string();
+                unnamed.push(shown.clone());
+                shown
+            }
+        };
+        oids.push((row.get(1), name));
     }
     databases.sort();
     unnamed.sort();
     Ok(Cluster {
         databases,
         unnamed,
+        oids,
         passwords_readable: readable.get(0),
     })
 }

@@ -119,6 +119,13 @@ impl Cluster {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// A new empty directory of `postgres`'s, deleted with the cluster: for a tablespace.
+    pub fn directory(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        run("mkdir", as_postgres("mkdir").arg(&path));
+        path
+    }
 }
 
 impl Drop for Cluster {
