@@ -10,7 +10,7 @@
 
 use crate::crypt::{self, Identities};
 use crate::error::usage;
-use crate::layout::{BackupId, Codec, Compression, DumpFormat, Series};
+use crate::layout::{BackupId, Codec, Compression, DumpFormat};
 use crate::s3::{self, describe};
 use crate::source::process::Process;
 use crate::sql_script::{Event, Script};
@@ -332,13 +332,8 @@ pub async fn open(
 ) -> Result<Opened> {
     check_decryptable(prefix, key, identities)?;
     let mut opened = get(client, bucket, key, kind_of(prefix, key), identities).await?;
-    opened.globals = is_globals(prefix, key);
+    opened.globals = BackupId::is_globals(prefix, key);
     Ok(opened)
-}
-
-/// Whether `key` is this tool's globals backup under `prefix`.
-pub fn is_globals(prefix: &str, key: &str) -> bool {
-    BackupId::parse(prefix, key).is_some_and(|id| id.series == Series::Globals)
 }
 
 async fn get(

@@ -292,6 +292,11 @@ impl BackupId {
         Series::Database(database.to_string()).prefix(prefix)
     }
 
+    /// Whether `key` is this tool's globals backup under `prefix`.
+    pub fn is_globals(prefix: &str, key: &str) -> bool {
+        Self::parse(prefix, key).is_some_and(|id| id.series == Series::Globals)
+    }
+
     /// Parses a key written by [`BackupId::key`] under `prefix`; anything else is `None`.
     pub fn parse(prefix: &str, key: &str) -> Option<Self> {
         let rest = key.strip_prefix(prefix)?;

@@ -4,7 +4,7 @@
 use crate::cli::RestoreArgs;
 use crate::config::{Destination, RestoreConfig};
 use crate::download::{self, Checked, Writer};
-use crate::layout::DumpFormat;
+use crate::layout::{BackupId, DumpFormat};
 use crate::ops::{restore, select};
 use crate::{output, s3};
 use anyhow::Result;
@@ -42,7 +42,7 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
                 streamed.raw_bytes, streamed.sha256
             ));
         }
-        Destination::Database(conn) if download::is_globals(&cfg.s3.prefix, &key) => {
+        Destination::Database(conn) if BackupId::is_globals(&cfg.s3.prefix, &key) => {
             let restored = restore::globals_into(&client, &cfg.s3, &key, conn, identities).await?;
             let existing = match restored.existing.len() {
                 0 => String::new(),

@@ -153,7 +153,7 @@ impl VerifyConfig {
         let which = Which::from_args(&args.which)?;
         // Known from the flags: refused before the object is read, not after it is verified.
         let globals = match &which {
-            Which::Key(key) => crate::download::is_globals(&s3.prefix, key),
+            Which::Key(key) => crate::layout::BackupId::is_globals(&s3.prefix, key),
             Which::Newest { series, .. } => *series == Series::Globals,
         };
         if globals && args.restore_check.is_some() {

@@ -16,7 +16,7 @@ use crate::crypt::Identities;
 use crate::download::{self, Apply, Sink, Streamed};
 use crate::error::usage;
 use crate::error::Interrupted;
-use crate::layout::DumpFormat;
+use crate::layout::{BackupId, DumpFormat};
 use crate::output;
 use crate::source::conninfo::ConnInfo;
 use crate::source::pg_dump::{self, PgVersion};
@@ -47,7 +47,7 @@ pub async fn into(
     identities: Option<&Identities>,
 ) -> Result<Restored> {
     download::check_decryptable(&cfg.prefix, key, identities)?;
-    if download::is_globals(&cfg.prefix, key) {
+    if BackupId::is_globals(&cfg.prefix, key) {
         return Err(usage!(
             "{key} is a globals backup (roles and tablespaces, which are server-wide), not a database's: restoring it would change the whole server's roles; verify it without --restore-check, and restore it with `restore --target-url`"
         ));
