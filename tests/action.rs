@@ -102,6 +102,31 @@ impl Runner {
         }
     }
 
+    /// Runs the entrypoint backing up `db_url` into `bucket` on `store` (path-style, with the
+    /// store's keys), with the inputs `extra` on top.
+    fn run_on(
+        &self,
+        store: Store,
+        db_url: &str,
+        bucket: &str,
+        extra: &[(&str, &str)],
+    ) -> crate::support::Done {
+        let endpoint = store.endpoint();
+        let mut with = vec![
+            ("database-url", db_url),
+            ("bucket", bucket),
+            ("aws-region", "us-east-1"),
+            ("endpoint-url", endpoint.as_str()),
+            ("force-path-style", "true"),
+        ];
+        with.extend_from_slice(extra);
+        let (ak, sk) = store.keys();
+        self.run(
+            &with,
+            &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+        )
+    }
+
     /// Runs the entrypoint with the runner's environment: defaults from action.yml, then `with`.
     fn run(&self, with: &[(&str, &str)], extra_env: &[(&str, String)]) -> crate::support::Done {
         let action = action_yml();
@@ -255,30 +280,18 @@ async fn the_codec_inputs_make_an_encrypted_zstd_backup_and_the_identity_is_mask
         a.public, b.public
     );
     let endpoint = store.endpoint();
-    let url = Pg::url(&db);
     let runner = Runner::new();
-    let with = [
-        ("database-url", url.as_str()),
-        ("bucket", bucket.as_str()),
-        ("aws-region", "us-east-1"),
-        ("endpoint-url", endpoint.as_str()),
-        ("force-path-style", "true"),
-        ("compression", "zstd"),
-        ("age-recipients", recipients.as_str()),
-    ];
-    let (ak, sk) = store.keys();
-    let out = runner.run(
-        &with,
-        &[
-            ("AWS_ACCESS_KEY_ID", ak.clone()),
-            ("AWS_SECRET_ACCESS_KEY", sk.clone()),
-        ],
-    );
-    assert_eq!(
-        out.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
+    runner
+        .run_on(
+            store,
+            &Pg::url(&db),
+            &bucket,
+            &[
+                ("compression", "zstd"),
+                ("age-recipients", recipients.as_str()),
+            ],
+        )
+        .ok_plain();
     let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
     let key = &outputs["key"];
     assert!(key.ends_with(".sql.zst.age"), "{key}");
@@ -509,24 +522,14 @@ async fn a_comment_only_age_recipients_input_is_refused() {
     Pg::create_db(&db);
     let store = Store::Moto;
     let bucket = store.bucket("rev-action").await;
-    let endpoint = store.endpoint();
-    let url = Pg::url(&db);
-    let runner = Runner::new();
-    let with = [
-        ("database-url", url.as_str()),
-        ("bucket", bucket.as_str()),
-        ("aws-region", "us-east-1"),
-        ("endpoint-url", endpoint.as_str()),
-        ("force-path-style", "true"),
-        (
+    let out = Runner::new().run_on(
+        store,
+        &Pg::url(&db),
+        &bucket,
+        &[(
             "age-recipients",
             "# age1old... rotated out, the new key is pending\n",
-        ),
-    ];
-    let (ak, sk) = store.keys();
-    let out = runner.run(
-        &with,
-        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+        )],
     );
     assert_eq!(
         out.code, 2,
@@ -550,27 +553,8 @@ async fn the_ping_url_input_is_masked_first_and_pinged() {
     let bucket = store.bucket("action-ping").await;
     let sink = crate::pings::Sink::start(crate::pings::Answer::Ok);
     let (url, token) = crate::pings::check_url(&sink);
-    let endpoint = store.endpoint();
-    let db_url = Pg::url(&db);
-    let runner = Runner::new();
-    let with = [
-        ("database-url", db_url.as_str()),
-        ("bucket", bucket.as_str()),
-        ("aws-region", "us-east-1"),
-        ("endpoint-url", endpoint.as_str()),
-        ("force-path-style", "true"),
-        ("ping-url", url.as_str()),
-    ];
-    let (ak, sk) = store.keys();
-    let out = runner.run(
-        &with,
-        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
-    );
-    assert_eq!(
-        out.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
+    let out = Runner::new().run_on(store, &Pg::url(&db), &bucket, &[("ping-url", url.as_str())]);
+    out.ok_plain();
     crate::container::masked_first(&out, &[&url]);
     let paths: Vec<String> = sink.hits().into_iter().map(|h| h.1).collect();
     assert_eq!(
@@ -592,28 +576,18 @@ async fn the_all_databases_inputs_back_up_a_server_and_list_every_backup() {
     }
     let store = Store::Moto;
     let bucket = store.bucket("action-all").await;
-    let endpoint = store.endpoint();
-    let db_url = src.url("postgres");
     let runner = Runner::new();
-    let with = [
-        ("database-url", db_url.as_str()),
-        ("bucket", bucket.as_str()),
-        ("aws-region", "us-east-1"),
-        ("endpoint-url", endpoint.as_str()),
-        ("force-path-style", "true"),
-        ("all-databases", "true"),
-        ("exclude-databases", "scratch\n# a comment\npostgres\n"),
-    ];
-    let (ak, sk) = store.keys();
-    let out = runner.run(
-        &with,
-        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
-    );
-    assert_eq!(
-        out.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
+    runner
+        .run_on(
+            store,
+            &src.url("postgres"),
+            &bucket,
+            &[
+                ("all-databases", "true"),
+                ("exclude-databases", "scratch\n# a comment\npostgres\n"),
+            ],
+        )
+        .ok_plain();
     let outputs = parse_outputs(&std::fs::read_to_string(&runner.output).unwrap());
     assert_eq!(outputs["failed-count"], "0");
     let backups: serde_json::Value = serde_json::from_str(&outputs["backups"]).unwrap();

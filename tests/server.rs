@@ -61,6 +61,21 @@ fn restore_globals(store: Store, bucket: &str, dst: &Cluster) -> crate::support:
     )
 }
 
+/// The JSON array a run printed, whatever its exit.
+fn run_json(out: &crate::support::Done) -> Value {
+    serde_json::from_str(out.stdout.trim()).expect("the run's JSON")
+}
+
+/// The entry of `json` whose `field` is `value`.
+#[track_caller]
+fn entry<'a>(json: &'a Value, field: &str, value: &str) -> &'a Value {
+    json.as_array()
+        .expect("a JSON array of backups")
+        .iter()
+        .find(|e| e[field] == value)
+        .unwrap_or_else(|| panic!("no entry with {field} {value}: {json}"))
+}
+
 fn entries(json: &Value) -> Vec<(String, Option<String>, String)> {
     json.as_array()
         .expect("a JSON array of backups")
@@ -331,7 +346,7 @@ async fn one_failing_database_fails_alone() {
         "{}",
         out.stderr
     );
-    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let json = run_json(&out);
     let mut got = entries(&json);
     got.sort();
     let statuses: Vec<(Option<&str>, &str)> = got
@@ -348,12 +363,7 @@ async fn one_failing_database_fails_alone() {
             (None, "complete"),
         ]
     );
-    let beta = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["database"] == "beta")
-        .unwrap();
+    let beta = entry(&json, "database", "beta");
     assert!(
         beta["error"].as_str().unwrap().contains("connection lost"),
         "{beta}"
@@ -408,12 +418,7 @@ async fn without_password_hashes_the_globals_say_so() {
         .run();
     let json = out.ok();
     assert!(out.stderr.contains("--no-role-passwords"), "{}", out.stderr);
-    let globals = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "globals")
-        .unwrap();
+    let globals = entry(&json, "kind", "globals");
     let (body, _, _) = store.get(&bucket, globals["key"].as_str().unwrap()).await;
     let script = String::from_utf8(gunzip(&body)).unwrap();
     assert!(script.contains("CREATE ROLE app;"), "{script}");
@@ -443,12 +448,7 @@ async fn without_password_hashes_the_globals_say_so() {
     );
     let out = run(&["--exclude-database", "private"]);
     let json = out.ok();
-    let rds = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["database"] == "rdsadmin")
-        .unwrap();
+    let rds = entry(&json, "database", "rdsadmin");
     assert_eq!(rds["status"], "skipped", "{rds}");
 }
 
@@ -556,7 +556,7 @@ async fn a_signal_stops_the_run_and_reports_what_completed() {
     let (out, took) = crate::faults::signal_when(child, libc::SIGTERM, || marker.exists()).await;
     assert!(took < 5.5, "took {took:.1} s");
     out.fails(143, &["2 of 4 backups of the server are complete"]);
-    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let json = run_json(&out);
     let statuses: Vec<(Option<String>, String)> = entries(&json)
         .into_iter()
         .map(|(_, db, st)| (db, st))
@@ -623,13 +623,8 @@ async fn a_dropped_database_is_skipped_and_each_series_is_kept_apart() {
         out.stderr
     );
     for gone in ["bravo", "charlie"] {
-        let entry = json
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["database"] == gone)
-            .expect("listed");
-        assert_eq!(entry["status"], "skipped", "{entry}");
+        let found = entry(&json, "database", gone);
+        assert_eq!(found["status"], "skipped", "{found}");
     }
     assert!(
         out.stderr.contains("database `charlie` was dropped"),
@@ -760,7 +755,7 @@ async fn odd_databases_do_not_stop_the_others() {
         .run()
         .run();
     out.fails(1, &["1 of 4 backups failed", "database `bad\\xffname`"]);
-    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let json = run_json(&out);
     let mut got = entries(&json);
     got.sort();
     let statuses: Vec<(Option<&str>, &str)> = got
@@ -808,7 +803,7 @@ async fn a_stored_backup_whose_retention_fails_keeps_its_key() {
         .run();
     let line = out.fails(1, &["2 of 2 backups failed", "were stored"]);
     assert!(!line.contains("nothing of them"), "{line}");
-    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let json = run_json(&out);
     let keys = store.keys_in(&bucket).await;
     for e in json.as_array().unwrap() {
         assert_eq!(e["status"], "failed", "{e}");
@@ -865,15 +860,10 @@ async fn a_renamed_database_or_a_failing_managed_name_fails_the_run() {
         "{}",
         out.stderr
     );
-    let json: Value = serde_json::from_str(out.stdout.trim()).expect("the run's JSON");
+    let json = run_json(&out);
     for db in ["bravo", "rdsadmin"] {
-        let entry = json
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["database"] == db)
-            .expect("listed");
-        assert_eq!(entry["status"], "failed", "{entry}");
+        let found = entry(&json, "database", db);
+        assert_eq!(found["status"], "failed", "{found}");
     }
 }
 

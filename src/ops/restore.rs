@@ -192,14 +192,16 @@ impl Sink for Collect {
         }
         self.script
             .push(decoded, &mut self.events)
-            .map_err(|r| anyhow::anyhow!("it is not a globals script pg-s3-backup restores: {r}"))
+            .map_err(not_globals)
     }
 
     async fn finish(&mut self) -> Result<()> {
-        self.script
-            .finish(&mut self.events)
-            .map_err(|r| anyhow::anyhow!("it is not a globals script pg-s3-backup restores: {r}"))
+        self.script.finish(&mut self.events).map_err(not_globals)
     }
+}
+
+fn not_globals(r: crate::sql_script::Refused) -> anyhow::Error {
+    anyhow::anyhow!("it is not a globals script pg-s3-backup restores: {r}")
 }
 
 /// A custom archive, turned into the plain script by `pg_restore --file=-` (see
