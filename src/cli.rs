@@ -128,7 +128,7 @@ pub struct S3Args {
     #[arg(long, value_enum, env = "S3_CHECKSUM", default_value = "auto")]
     pub checksum: ChecksumArg,
     /// Seconds an S3 request may take before it is abandoned and retried, plus one second per
-    /// MiB it sends (CompleteMultipartUpload and CopyObject get ten times as long).
+    /// MiB it sends (CompleteMultipartUpload gets ten times as long).
     #[arg(
         long,
         allow_hyphen_values = true,
@@ -293,6 +293,11 @@ pub struct Selection {
     /// The newest backup of --database at or before this UTC time (RFC 3339 or 20261123T030000Z).
     #[arg(long)]
     pub at: Option<String>,
+    /// Accept a backup that has no integrity record (`KEY.json`, written when the backup
+    /// completed) nor sha256 metadata: its stream is still checked whole, but not against what
+    /// its backup wrote.
+    #[arg(long)]
+    pub unverified: bool,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +382,14 @@ pub struct CheckArgs {
     pub retention: RetentionArgs,
 }
 
+/// What a role is for (`policy --purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Purpose {
+    Backup,
+    Prune,
+    Restore,
+}
+
 /// `policy` prints one JSON document: the permissions policy alone, or, with --github-repo and
 /// --account-id, `{"permissions": ..., "trust_policy": ..., "bucket_policy": ...}`.
 #[derive(Debug, Args)]
@@ -392,29 +405,39 @@ pub struct PolicyArgs {
         default_value = ""
     )]
     pub prefix: String,
-    /// Also allow `prune` and `backup --keep-*` (list the prefix, delete, list stale uploads).
+    /// What the role is for: `backup` (write only: PutObject and AbortMultipartUpload),
+    /// `prune` (list, delete, abort stale uploads), `restore` (list and read: restore, verify,
+    /// list, check). Repeat, or separate with commas, for a role that does several; default
+    /// `backup`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub purpose: Vec<Purpose>,
+    /// The same as `--purpose backup,prune` (a role that runs `backup --keep-*`).
     #[arg(long)]
     pub prune: bool,
-    /// Also allow `restore` and `verify` (read the prefix's objects).
+    /// The same as `--purpose backup,restore` (a role that also restores and verifies).
     #[arg(long)]
     pub restore: bool,
-    /// With --restore: restores pick a backup by --latest or --at, which lists the prefix.
-    #[arg(long, requires = "restore")]
+    /// Accepted for older scripts: restore always includes listing now.
+    #[arg(long, requires = "restore", hide = true)]
     pub latest: bool,
-    /// Leave out s3:GetObject for the backup itself (it then skips the same-second collision
-    /// check and warns that the sha256 metadata of a multipart upload was not attached).
-    #[arg(long)]
+    /// Accepted for older scripts: the backup policy is always write-only now.
+    #[arg(long, hide = true)]
     pub minimal: bool,
     /// GitHub repository (ORG/REPO) whose Actions assume the role through OIDC; prints a trust
     /// policy and a bucket policy as well (needs --account-id).
     #[arg(long)]
     pub github_repo: Option<String>,
-    /// Trust only this ref, e.g. refs/heads/main (default: any ref or environment of the repo).
-    #[arg(long, conflicts_with = "github_environment")]
+    /// Trust only workflows run from this ref, e.g. refs/heads/main. With --github-repo, one
+    /// of --github-ref, --github-environment and --any-ref is required.
+    #[arg(long, conflicts_with_all = ["github_environment", "any_ref"])]
     pub github_ref: Option<String>,
     /// Trust only jobs that run in this GitHub environment.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "any_ref")]
     pub github_environment: Option<String>,
+    /// Trust every branch, tag, environment and pull request of the repository (`repo:ORG/REPO:*`):
+    /// anyone who can push a branch can then assume the role.
+    #[arg(long)]
+    pub any_ref: bool,
     /// AWS account id (12 digits) that holds the OIDC provider and the role.
     #[arg(long, allow_hyphen_values = true)]
     pub account_id: Option<String>,

@@ -11,6 +11,7 @@
 use crate::crypt::{self, Identities};
 use crate::error::usage;
 use crate::layout::{BackupId, Codec, Compression, DumpFormat};
+use crate::record::{self, Record};
 use crate::s3::{self, describe};
 use crate::source::process::Process;
 use crate::sql_script::{Event, Script};
@@ -272,12 +273,68 @@ pub struct Opened {
     /// The key is this tool's globals backup (`pg_dumpall --globals-only`).
     pub globals: bool,
     pub codec: Codec,
-    /// The `sha256` metadata written by `backup`, if any.
-    pub expected_sha256: Option<String>,
+    /// What the stored bytes are checked against once they were all read.
+    against: Against,
+    /// Without a record or sha256 metadata the backup is unverified: refused at the stream's
+    /// end, unless this is set (`--unverified`).
+    pub accept_unverified: bool,
     pub metadata: std::collections::HashMap<String, String>,
     /// The compressed stream: the body, or what decrypting it gives.
     stored: Pin<Box<dyn AsyncRead + Send>>,
     hashed: Arc<Mutex<Hashed>>,
+}
+
+/// The sha256 a backup's stored bytes must have.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub sha256: String,
+    /// `its record` or `its metadata`, for messages.
+    pub source: &'static str,
+}
+
+/// Where the sha256 of a backup's stored bytes is read once they all were: its integrity record
+/// (`{key}.json`), read only then so that a download that fails never reads it; or else the
+/// `sha256` metadata older versions attached.
+struct Against {
+    client: Client,
+    bucket: String,
+    format: DumpFormat,
+    codec: Codec,
+    metadata_sha256: Option<String>,
+}
+
+impl Against {
+    /// The sha256 `stored_bytes` bytes of `key` must have; refused when the record is not this
+    /// backup's, says another size, or disagrees with the metadata.
+    async fn expected(&self, key: &str, stored_bytes: u64) -> Result<Option<Expected>> {
+        let record = get_record(&self.client, &self.bucket, key, (self.format, self.codec)).await?;
+        let Some(record) = record else {
+            return Ok(self.metadata_sha256.clone().map(|sha256| Expected {
+                sha256,
+                source: "its metadata",
+            }));
+        };
+        if stored_bytes != record.size {
+            bail!(
+                "{key} is stored with {stored_bytes} bytes but its integrity record says {}: the object was changed or cut; restore an older backup (see `pg-s3-backup list`)",
+                record.size
+            );
+        }
+        if let Some(meta) = self
+            .metadata_sha256
+            .as_ref()
+            .filter(|m| **m != record.sha256)
+        {
+            bail!(
+                "{key} has sha256 {meta} in its metadata but {} in its integrity record: one of them was changed; restore an older backup (see `pg-s3-backup list`)",
+                record.sha256
+            );
+        }
+        Ok(Some(Expected {
+            sha256: record.sha256,
+            source: "its record",
+        }))
+    }
 }
 
 /// What streaming found; returned only when the compressed stream, the encryption (if any), the
@@ -287,6 +344,9 @@ pub struct Streamed {
     pub stored_bytes: u64,
     pub raw_bytes: u64,
     pub sha256: String,
+    /// What the sha256 matched (`its record`, `its metadata`); `None` for a backup accepted
+    /// unverified.
+    pub matched: Option<&'static str>,
 }
 
 /// The format and codec of `key`: as its name says when it is this tool's key under `prefix`,
@@ -312,15 +372,8 @@ pub fn check_decryptable(prefix: &str, key: &str, identities: Option<&Identities
 }
 
 /// Opens `key` to read its stored bytes as they are, encrypted or not ([`stream_stored`]).
-pub async fn open_stored(client: &Client, bucket: &str, key: &str) -> Result<Opened> {
-    get(
-        client,
-        bucket,
-        key,
-        (DumpFormat::Plain, Codec::default()),
-        None,
-    )
-    .await
+pub async fn open_stored(client: &Client, bucket: &str, prefix: &str, key: &str) -> Result<Opened> {
+    get(client, bucket, key, kind_of(prefix, key), None).await
 }
 
 pub async fn open(
@@ -334,6 +387,51 @@ pub async fn open(
     let mut opened = get(client, bucket, key, kind_of(prefix, key), identities).await?;
     opened.globals = BackupId::is_globals(prefix, key);
     Ok(opened)
+}
+
+/// The integrity record of `key`, if one is stored. A record that is there but is not this
+/// tool's, or not this backup's, is an error: the backup is refused before it is read.
+async fn get_record(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    (format, codec): (DumpFormat, Codec),
+) -> Result<Option<Record>> {
+    let record_key = BackupId::record_key(key);
+    let uri = format!("s3://{bucket}/{record_key}");
+    let out = match client
+        .get_object()
+        .bucket(bucket)
+        .key(&record_key)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(describe("GetObject (integrity record)", &uri, &e)),
+    };
+    let refused = |why: anyhow::Error| {
+        anyhow::anyhow!("the integrity record {uri} of {key} is refused: {why:#}; restore another backup (see `pg-s3-backup list`), or delete the record and pass --unverified")
+    };
+    if out.content_length().unwrap_or(0) > record::MAX_BYTES as i64 {
+        return Err(refused(anyhow::anyhow!(
+            "it is {} bytes, larger than any record",
+            out.content_length().unwrap_or(0)
+        )));
+    }
+    let body = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "S3 stopped sending {uri}: {e}: check the network, or raise --request-timeout"
+            )
+        })?
+        .into_bytes();
+    Record::parse(&body, key, format, codec)
+        .map(Some)
+        .map_err(refused)
 }
 
 async fn get(
@@ -352,6 +450,13 @@ async fn get(
         .await
         .map_err(|e| describe("GetObject", &uri, &e))?;
     let metadata = out.metadata().cloned().unwrap_or_default();
+    let against = Against {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        format,
+        codec,
+        metadata_sha256: metadata.get("sha256").cloned(),
+    };
     let idle = s3::request_timeout(client);
     let hashed = Arc::new(Mutex::new(Hashed::default()));
     let body = Hashing {
@@ -370,11 +475,20 @@ async fn get(
         format,
         globals: false,
         codec,
-        expected_sha256: metadata.get("sha256").cloned(),
+        against,
+        accept_unverified: false,
         metadata,
         stored,
         hashed,
     })
+}
+
+/// The error for a backup with nothing to check its bytes against.
+fn unverified(key: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{key} has no integrity record ({}) and no sha256 metadata, so its bytes cannot be checked against what its backup wrote: it is unverified (its backup stopped before the record was written, or it is not this tool's); restore another backup (see `pg-s3-backup list`), or pass --unverified to accept it",
+        BackupId::record_key(key)
+    )
 }
 
 /// Streams the decompressed dump into `sink`. Fails, naming the problem, on a damaged
@@ -385,7 +499,8 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     let Opened {
         key,
         codec,
-        expected_sha256,
+        against,
+        accept_unverified,
         stored,
         hashed,
         ..
@@ -441,15 +556,21 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
     if !after.is_empty() {
         bail!("{key} has data after the end of its {name} stream: it is not a backup as this tool writes it; restore another (see `pg-s3-backup list`)");
     }
-    let (stored_bytes, sha256) = Hashed::finish(&hashed, &key, expected_sha256.as_deref())?;
+    let (stored_bytes, sha256) = Hashed::totals(&hashed);
+    let expected = against.expected(&key, stored_bytes).await?;
+    check_sha256(&key, &sha256, expected.as_ref())?;
     if let Some((e, _)) = refused {
         return Err(e);
+    }
+    if expected.is_none() && !accept_unverified {
+        return Err(unverified(&key));
     }
     sink.finish().await.context(key.clone())?;
     Ok(Streamed {
         stored_bytes,
         raw_bytes,
         sha256,
+        matched: expected.map(|e| e.source),
     })
 }
 
@@ -460,7 +581,7 @@ pub async fn stream_into<S: Sink>(opened: Opened, sink: &mut S) -> Result<Stream
 pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streamed> {
     let Opened {
         key,
-        expected_sha256,
+        against,
         mut stored,
         hashed,
         ..
@@ -475,7 +596,9 @@ pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streame
             ),
         }
     }
-    let (stored_bytes, sha256) = Hashed::finish(&hashed, &key, expected_sha256.as_deref())?;
+    let (stored_bytes, sha256) = Hashed::totals(&hashed);
+    let expected = against.expected(&key, stored_bytes).await?;
+    check_sha256(&key, &sha256, expected.as_ref())?;
     if let Some(sent) = sent {
         if sent != sha256 {
             bail!(
@@ -483,13 +606,14 @@ pub async fn stream_stored(opened: Opened, sent: Option<&str>) -> Result<Streame
             )
         }
     }
-    if expected_sha256.is_none() && sent.is_none() {
-        bail!("{key} has no sha256 metadata, and without an identity nothing else of it can be checked: verify it with --age-identity");
+    if expected.is_none() && sent.is_none() {
+        bail!("{key} has no integrity record ({}) and no sha256 metadata, and without an identity nothing else of it can be checked: it is unverified; verify it with --age-identity", BackupId::record_key(&key));
     }
     Ok(Streamed {
         stored_bytes,
         raw_bytes: 0,
         sha256,
+        matched: expected.map(|e| e.source),
     })
 }
 
@@ -501,19 +625,22 @@ struct Hashed {
 }
 
 impl Hashed {
-    /// The count and sha256 of every stored byte read, checked against the `sha256` metadata
-    /// when there is one.
-    fn finish(hashed: &Mutex<Self>, key: &str, expected: Option<&str>) -> Result<(u64, String)> {
-        let (bytes, sha256) = {
-            let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
-            (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
-        };
-        match expected {
-            Some(expected) if expected != sha256 => bail!(
-                "sha256 of {key} is {sha256} but its metadata says {expected}: the object is damaged; restore an older backup (see `pg-s3-backup list`)"
-            ),
-            _ => Ok((bytes, sha256)),
-        }
+    /// The count and sha256 of every stored byte read.
+    fn totals(hashed: &Mutex<Self>) -> (u64, String) {
+        let hashed = hashed.lock().unwrap_or_else(|p| p.into_inner());
+        (hashed.bytes, hex::encode(hashed.hasher.clone().finalize()))
+    }
+}
+
+/// Fails when the stored bytes' sha256 is not the expected one.
+fn check_sha256(key: &str, sha256: &str, expected: Option<&Expected>) -> Result<()> {
+    match expected {
+        Some(e) if e.sha256 != sha256 => bail!(
+            "sha256 of {key} is {sha256} but {} says {}: the object is damaged; restore an older backup (see `pg-s3-backup list`)",
+            e.source,
+            e.sha256
+        ),
+        _ => Ok(()),
     }
 }
 

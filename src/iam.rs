@@ -1,13 +1,17 @@
-//! Least-privilege IAM JSON for one bucket and prefix, from the features in use (backup
-//! always; prune, restore), and, for GitHub Actions, the role's OIDC trust policy and a
-//! bucket-policy form of the same statements. Pure: it builds the documents, and
-//! `commands::policy` prints them.
+//! Least-privilege IAM JSON for one bucket and prefix, per purpose (backup, prune, restore),
+//! and, for GitHub Actions, the role's OIDC trust policy (always pinned to a ref, an
+//! environment, or, asked for explicitly, any ref) and a bucket-policy form of the same
+//! statements. Pure: it builds the documents, and `commands::policy` prints them.
 //!
-//! The actions are the ones this tool's requests need: PutObject (PutObject, CreateMultipartUpload,
-//! UploadPart, CompleteMultipartUpload, and the `.lock` object that claims a key), AbortMultipartUpload,
-//! GetObject (HeadObject, and the source side of the CopyObject that attaches sha256 metadata),
-//! ListBucket (ListObjectsV2), DeleteObject (DeleteObjects, and the backup's own lock) and
-//! ListBucketMultipartUploads.
+//! The actions are the ones this tool's requests need:
+//! - backup: PutObject (PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//!   the `.lock` that claims a key and the `.json` integrity record) and AbortMultipartUpload.
+//!   It reads nothing and deletes nothing: its HeadObject, read-back of the lock and deletion of
+//!   the lock are attempted, and a denial is taken as "unknown" or "leave it for prune".
+//! - prune: ListBucket (ListObjectsV2, under the prefix), ListBucketMultipartUploads,
+//!   DeleteObject (backups, their records and locks) and AbortMultipartUpload (stale uploads).
+//! - restore, verify, list and check: ListBucket (under the prefix) and GetObject (backups and
+//!   their records).
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -60,15 +64,15 @@ impl Statement {
     }
 }
 
-/// What the credentials are used for.
+/// What the credentials are used for: one role may serve several purposes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
+    /// `backup`, without `--verify` or `--keep-*`.
+    pub backup: bool,
+    /// `prune`, and `backup --keep-*`.
     pub prune: bool,
+    /// `restore`, `verify`, `list`, `check`, and `backup --verify`.
     pub restore: bool,
-    /// Restores choose a backup by listing (`--latest`, `--at`).
-    pub restore_latest: bool,
-    /// No s3:GetObject for the backup itself.
-    pub minimal: bool,
 }
 
 /// Who may assume the role, from GitHub Actions.
@@ -84,7 +88,7 @@ pub struct GitHubTrust {
 pub enum Subject {
     Ref(String),
     Environment(String),
-    AnyOfRepo,
+    AnyRef,
 }
 
 pub fn document(statement: Vec<Statement>) -> Document {
@@ -98,31 +102,15 @@ pub fn document(statement: Vec<Statement>) -> Document {
 pub fn statements(bucket: &str, prefix: &str, f: Features) -> Vec<Statement> {
     let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let objects_arn = format!("arn:aws:s3:::{bucket}/{prefix}*");
-    let mut out = vec![if f.minimal {
-        Statement::allow(
-            "BackupWriteObjects",
+    let mut out = Vec::new();
+    if f.backup {
+        out.push(Statement::allow(
+            "BackupWriteObjectsOnly",
             &["s3:PutObject", "s3:AbortMultipartUpload"],
             &objects_arn,
-        )
-    } else {
-        // Works without GetObject, with warnings: no same-second collision check (HeadObject)
-        // and no sha256 metadata on multipart uploads (CopyObject reads the source).
-        Statement::allow(
-            "BackupWriteObjectsGetForHeadObjectAndSha256CopyObject",
-            &["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
-            &objects_arn,
-        )
-    }];
-    if !f.minimal && !f.prune {
-        // The lock that claims the key is taken only after HeadObject, so --minimal needs no
-        // delete; prune's DeleteObject below covers lock objects too.
-        out.push(Statement::allow(
-            "BackupDeleteItsLockObject",
-            &["s3:DeleteObject"],
-            &format!("{objects_arn}.lock"),
         ));
     }
-    if f.prune || f.restore_latest {
+    if f.prune || f.restore {
         let mut list = Statement::allow("ListBackupsUnderPrefix", &["s3:ListBucket"], &bucket_arn);
         // Without a prefix the whole bucket is the backups' place; a condition on an absent
         // s3:prefix key would deny the prefix-less listing.
@@ -133,8 +121,8 @@ pub fn statements(bucket: &str, prefix: &str, f: Features) -> Vec<Statement> {
     }
     if f.prune {
         out.push(Statement::allow(
-            "PruneDeleteBackups",
-            &["s3:DeleteObject"],
+            "PruneDeleteBackupsAndAbortStaleUploads",
+            &["s3:DeleteObject", "s3:AbortMultipartUpload"],
             &objects_arn,
         ));
         // ListMultipartUploads has no s3:prefix condition key; prune passes the prefix itself.
@@ -146,7 +134,7 @@ pub fn statements(bucket: &str, prefix: &str, f: Features) -> Vec<Statement> {
     }
     if f.restore {
         out.push(Statement::allow(
-            "RestoreReadBackups",
+            "RestoreReadBackupsAndRecords",
             &["s3:GetObject"],
             &objects_arn,
         ));
@@ -167,7 +155,7 @@ pub fn trust_policy(t: &GitHubTrust) -> Document {
             aud: "sts.amazonaws.com",
             sub: format!("repo:{}:environment:{e}", t.repo),
         }}),
-        Subject::AnyOfRepo => json!({
+        Subject::AnyRef => json!({
             "StringEquals": {aud: "sts.amazonaws.com"},
             "StringLike": {sub: format!("repo:{}:*", t.repo)},
         }),
@@ -209,52 +197,31 @@ mod tests {
     }
 
     #[test]
-    fn feature_table() {
+    fn each_purpose_gets_only_its_actions() {
         let f = Features::default;
         for (features, want) in [
             (
                 Features {
-                    minimal: true,
+                    backup: true,
                     ..f()
                 },
                 &["s3:AbortMultipartUpload", "s3:PutObject"][..],
             ),
             (
-                f(),
-                &[
-                    "s3:AbortMultipartUpload",
-                    "s3:DeleteObject",
-                    "s3:GetObject",
-                    "s3:PutObject",
-                ],
-            ),
-            (
-                Features {
-                    prune: true,
-                    minimal: true,
-                    ..f()
-                },
+                Features { prune: true, ..f() },
                 &[
                     "s3:AbortMultipartUpload",
                     "s3:DeleteObject",
                     "s3:ListBucket",
                     "s3:ListBucketMultipartUploads",
-                    "s3:PutObject",
                 ],
             ),
             (
                 Features {
                     restore: true,
-                    restore_latest: true,
-                    minimal: true,
                     ..f()
                 },
-                &[
-                    "s3:AbortMultipartUpload",
-                    "s3:GetObject",
-                    "s3:ListBucket",
-                    "s3:PutObject",
-                ],
+                &["s3:GetObject", "s3:ListBucket"],
             ),
         ] {
             assert_eq!(
@@ -263,15 +230,28 @@ mod tests {
                 "{features:?}"
             );
         }
+        // The listing is limited to the prefix; the objects' actions to the prefix's keys.
+        let reader = statements(
+            "b-1",
+            "p/",
+            Features {
+                restore: true,
+                ..f()
+            },
+        );
+        assert_eq!(
+            reader[0].condition,
+            Some(json!({"StringLike": {"s3:prefix": ["p/*"]}}))
+        );
+        assert_eq!(reader[1].resource.as_deref(), Some("arn:aws:s3:::b-1/p/*"));
     }
 
     #[test]
     fn sids_are_unique_and_alphanumeric() {
         let all = Features {
+            backup: true,
             prune: true,
             restore: true,
-            restore_latest: true,
-            minimal: false,
         };
         let s = statements("b-1", "p/", all);
         let mut sids: Vec<&str> = s.iter().map(|s| s.sid).collect();

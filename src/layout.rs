@@ -19,6 +19,7 @@ const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// kept characters, so it is no database's directory.
 const GLOBALS_DIR: &str = "@globals";
 const LOCK_SUFFIX: &str = ".lock";
+const RECORD_SUFFIX: &str = ".json";
 
 /// How often a running backup rewrites its lock object, so that cleanup (which takes a lock
 /// last written before `--abort-incomplete-after` for a killed run's) knows it is alive however
@@ -213,6 +214,15 @@ impl serde::Serialize for Series {
     }
 }
 
+/// The objects this tool writes beside a backup, under its key plus a suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Companion {
+    /// `{key}.lock`: claims the key while its backup runs.
+    Lock,
+    /// `{key}.json`: the integrity record, written once the backup is complete.
+    Record,
+}
+
 /// One backup's identity, as encoded in its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupId {
@@ -285,6 +295,22 @@ impl BackupId {
     /// The backup a lock object claims, if `key` is one of this tool's lock objects.
     pub fn parse_lock(prefix: &str, key: &str) -> Option<Self> {
         Self::parse(prefix, key.strip_suffix(LOCK_SUFFIX)?)
+    }
+
+    /// The integrity record of the backup at `key` (`{key}.json`, see `record`): written after
+    /// the backup is complete. Like a lock, it never parses as a backup.
+    pub fn record_key(key: &str) -> String {
+        format!("{key}{RECORD_SUFFIX}")
+    }
+
+    /// The backup key a record or lock object of this tool belongs to, and which of the two it
+    /// is; `None` for any other key (a backup's own key included).
+    pub fn companion_of<'k>(prefix: &str, key: &'k str) -> Option<(&'k str, Companion)> {
+        let (backup, companion) = match key.strip_suffix(RECORD_SUFFIX) {
+            Some(backup) => (backup, Companion::Record),
+            None => (key.strip_suffix(LOCK_SUFFIX)?, Companion::Lock),
+        };
+        Self::parse(prefix, backup).map(|_| (backup, companion))
     }
 
     /// The listing prefix holding every backup of `database` under `prefix`.
@@ -521,6 +547,33 @@ mod tests {
         );
         assert_eq!(BackupId::parse_lock("x/", &key), None);
         assert_eq!(BackupId::parse_lock("x/", "x/app/notes.lock"), None);
+    }
+
+    #[test]
+    fn records_and_locks_belong_to_the_backup_they_name() {
+        let key = BackupId::new("app", at(2026, 11, 23, 3, 4, 5), DumpFormat::Plain).key("x/");
+        let record = BackupId::record_key(&key);
+        assert_eq!(record, "x/app/app-20261123T030405Z.sql.gz.json");
+        assert_eq!(BackupId::parse("x/", &record), None);
+        assert_eq!(
+            BackupId::companion_of("x/", &record),
+            Some((key.as_str(), Companion::Record))
+        );
+        let lock = BackupId::lock_key(&key);
+        assert_eq!(
+            BackupId::companion_of("x/", &lock),
+            Some((key.as_str(), Companion::Lock))
+        );
+        for other in [
+            key.as_str(),
+            "x/app/notes.json",
+            "x/app/app-20261123T030405Z.sql.json",
+            "y/app/app-20261123T030405Z.sql.gz.json",
+            "x/app/app-20261123T030405Z.sql.gz.json.json",
+            "x/app/app-20261123T030405Z.sql.gz.lock.json",
+        ] {
+            assert_eq!(BackupId::companion_of("x/", other), None, "{other}");
+        }
     }
 
     mod properties {

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod output;
 pub mod ping;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod retention;
 pub mod s3;

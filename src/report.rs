@@ -35,7 +35,10 @@ pub struct Outcome {
     pub part_size: u64,
     pub server_version: String,
     pub pg_dump_version: String,
-    /// False when sha256/raw-size could not be attached as object metadata (see warnings).
+    /// The integrity record (`{key}.json`) was written: verify and restore check the backup
+    /// against it.
+    pub recorded: bool,
+    /// The same as `recorded`, under the name older versions gave it.
     pub metadata_complete: bool,
     /// True when `--verify` read the object back and found it whole.
     pub verified: bool,

@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest upload rate a request is given time for: a request that sends a body gets one
 /// second per MiB on top of `--request-timeout`.
 const MIN_SEND_RATE: u64 = 1 << 20;
-/// CompleteMultipartUpload and CopyObject can take S3 minutes on large objects; they get this
+/// CompleteMultipartUpload can take S3 minutes on large objects; it gets this
 /// many times `--request-timeout`.
 const SLOW_OPERATION_FACTOR: u32 = 10;
 
@@ -101,7 +101,7 @@ pub fn sending(client: &Client, bytes: u64) -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::config::Builder::new().timeout_config(attempt_timeout(limit))
 }
 
-/// Per-request configuration for CompleteMultipartUpload and CopyObject, which S3 may take
+/// Per-request configuration for CompleteMultipartUpload, which S3 may take
 /// minutes to finish on large objects.
 pub fn slow(client: &Client) -> aws_sdk_s3::config::Builder {
     let limit = request_timeout(client) * SLOW_OPERATION_FACTOR;
@@ -165,7 +165,6 @@ fn error_code(err: &aws_smithy_runtime_api::client::interceptors::context::Error
         create_multipart_upload::CreateMultipartUploadError,
         complete_multipart_upload::CompleteMultipartUploadError,
         abort_multipart_upload::AbortMultipartUploadError,
-        copy_object::CopyObjectError,
         head_object::HeadObjectError,
         get_object::GetObjectError,
         list_objects_v2::ListObjectsV2Error,
@@ -287,7 +286,7 @@ pub fn lost_condition<E: ProvideErrorMetadata>(err: &S3Error<E>) -> bool {
         .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
 }
 
-/// The IAM permission an S3 operation needs (CopyObject reads its source too).
+/// The IAM permission an S3 operation needs.
 fn permission_for(op: &str) -> &'static str {
     let name = op.split_whitespace().next().unwrap_or(op);
     match name {
@@ -296,7 +295,6 @@ fn permission_for(op: &str) -> &'static str {
         }
         "AbortMultipartUpload" => "s3:AbortMultipartUpload",
         "GetObject" | "HeadObject" => "s3:GetObject",
-        "CopyObject" => "s3:GetObject and s3:PutObject",
         "ListObjectsV2" => "s3:ListBucket",
         "DeleteObject" | "DeleteObjects" => "s3:DeleteObject",
         "ListMultipartUploads" => "s3:ListBucketMultipartUploads",

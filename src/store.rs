@@ -2,7 +2,7 @@
 //! under a prefix (every other object is invisible here), delete in batches, and abort stale
 //! multipart uploads. Keys are parsed only by `layout`; policy decisions live in `retention`.
 
-use crate::layout::{BackupId, Series};
+use crate::layout::{BackupId, Companion, Series};
 use crate::s3::describe;
 use anyhow::Result;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -30,6 +30,11 @@ pub struct Listed {
     pub size: u64,
     /// When the store says the object was written, if it says.
     pub stored: Option<DateTime<Utc>>,
+    /// Its integrity record (`{key}.json`) is listed beside it: the backup completed and said
+    /// what its bytes are. Without one it is unverified.
+    pub recorded: bool,
+    /// Its record and lock objects, as listed: deleted with it.
+    pub companions: Vec<String>,
 }
 
 /// This tool's backups under `prefix` (of one series, or all), newest first. Objects whose
@@ -45,9 +50,10 @@ pub async fn list_backups(
         Some(s) => s.prefix(prefix),
         None => prefix.to_string(),
     };
+    let objects = list_objects(client, bucket, &list_prefix).await?;
     let mut found = Vec::new();
-    for (key, size, stored) in list_objects(client, bucket, &list_prefix).await? {
-        let Some(id) = BackupId::parse(prefix, &key) else {
+    for (key, size, stored) in &objects {
+        let Some(id) = BackupId::parse(prefix, key) else {
             continue;
         };
         if series.is_some_and(|s| *s != id.series) {
@@ -55,10 +61,26 @@ pub async fn list_backups(
         }
         found.push(Listed {
             id,
-            key,
-            size,
-            stored,
+            key: key.clone(),
+            size: *size,
+            stored: *stored,
+            recorded: false,
+            companions: Vec::new(),
         });
+    }
+    let at: std::collections::HashMap<String, usize> = found
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.key.clone(), i))
+        .collect();
+    for (key, _, _) in &objects {
+        let Some((backup, companion)) = BackupId::companion_of(prefix, key) else {
+            continue;
+        };
+        if let Some(&i) = at.get(backup) {
+            found[i].recorded |= companion == Companion::Record;
+            found[i].companions.push(key.clone());
+        }
     }
     found.sort_by(|a, b| (b.id.time, b.id.seq, &b.key).cmp(&(a.id.time, a.id.seq, &a.key)));
     Ok(found)
@@ -256,33 +278,55 @@ async fn delete_one_by_one(
     Ok(())
 }
 
-/// This tool's lock objects (`{key}.lock`) under `prefix`, split by `before`.
+/// What killed runs and spent claims left under `prefix`: lock and record objects of this
+/// tool's keys, split by `before`.
 #[derive(Debug, Default)]
-pub struct Locks {
-    /// Locks of backups that started before `before` and whose lock was last written before it
-    /// too: left by a run that was killed before it could delete its lock.
+pub struct Leftovers {
+    /// Locks whose backup is complete (listed): the claim is spent, whatever its age. A backup
+    /// role without s3:DeleteObject leaves its lock for prune to remove.
+    pub spent: Vec<String>,
+    /// Locks of backups that started before `before`, last written before it too, and that
+    /// never completed: left by a run that was killed.
     pub stale: Vec<String>,
+    /// Records whose backup is not listed, from before `before`: the backup was deleted by
+    /// other means, or the record was planted. A record is written only after its backup is
+    /// complete, so a young one may be a backup's the listing passed just before it completed.
+    pub orphans: Vec<String>,
     /// The backup keys whose lock was written at or after `before`: a run that is alive (a
     /// running backup rewrites its lock every `layout::HEARTBEAT`).
     pub alive: std::collections::HashSet<String>,
 }
 
-pub async fn locks(
+pub async fn leftovers(
     client: &Client,
     bucket: &str,
     prefix: &str,
     before: DateTime<Utc>,
-) -> Result<Locks> {
-    let mut out = Locks::default();
-    for (key, _, stored) in list_objects(client, bucket, prefix).await? {
-        let Some(id) = BackupId::parse_lock(prefix, &key) else {
+) -> Result<Leftovers> {
+    let objects = list_objects(client, bucket, prefix).await?;
+    let backups: std::collections::HashSet<&str> = objects
+        .iter()
+        .filter(|(key, _, _)| BackupId::parse(prefix, key).is_some())
+        .map(|(key, _, _)| key.as_str())
+        .collect();
+    let mut out = Leftovers::default();
+    for (key, _, stored) in &objects {
+        let Some((backup, companion)) = BackupId::companion_of(prefix, key) else {
+            continue;
+        };
+        let Some(id) = BackupId::parse(prefix, backup) else {
             continue;
         };
         // A store that gives no LastModified leaves the key's own time.
-        if id.time < before && stored.is_none_or(|t| t < before) {
-            out.stale.push(key);
-        } else if let Some(backup) = key.strip_suffix(".lock") {
-            out.alive.insert(backup.to_string());
+        let old = id.time < before && stored.is_none_or(|t| t < before);
+        match companion {
+            Companion::Lock if backups.contains(backup) => out.spent.push(key.clone()),
+            Companion::Lock if old => out.stale.push(key.clone()),
+            Companion::Lock => {
+                out.alive.insert(backup.to_string());
+            }
+            Companion::Record if old && !backups.contains(backup) => out.orphans.push(key.clone()),
+            Companion::Record => {}
         }
     }
     Ok(out)
@@ -390,6 +434,8 @@ mod tests {
             id,
             size: 1,
             stored,
+            recorded: true,
+            companions: Vec::new(),
         }
     }
 

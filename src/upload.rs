@@ -8,7 +8,7 @@ use crate::s3::{self, describe};
 use anyhow::{bail, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption, StorageClass,
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
@@ -18,9 +18,6 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::limits::{MAX_OBJECT_SIZE, MAX_PART_SIZE, MIB};
-
-/// Largest object CopyObject accepts; used to attach the final metadata.
-const MAX_COPY_SIZE: u64 = MAX_PART_SIZE;
 
 /// The part plan: one size for every part of the upload, chosen before the first byte from
 /// what is known then (the database's size on disk, `--part-size`, `--max-parts`), so that the
@@ -255,8 +252,8 @@ impl Uploader {
         Ok(id)
     }
 
-    /// Makes the object visible, with `extra` metadata (sha256, raw size) added. Returns false
-    /// when the object is complete but the extra metadata could not be attached (a warning).
+    /// Makes the object visible, with the metadata known when it started; what is known only
+    /// at the end (sha256, sizes) is the backup's integrity record (`record`), written next.
     ///
     /// The write carries `If-None-Match: *`, so it never lands over another object (AWS honours
     /// it since 2024, as do moto, MinIO and s3s-fs). A store that refuses the header (501) gets
@@ -264,9 +261,8 @@ impl Uploader {
     /// retries (an answer lost on the way back, then a retry that finds the key taken or the
     /// upload gone), the object at the key is checked for this run's `run` metadata: if it is
     /// this run's, the backup is complete.
-    pub async fn commit(&mut self, staged: Staged, extra: HashMap<String, String>) -> Result<bool> {
-        let mut metadata = self.spec.metadata.clone();
-        metadata.extend(extra);
+    pub async fn commit(&mut self, staged: Staged) -> Result<()> {
+        let metadata = self.spec.metadata.clone();
         let mut conditional = true;
         loop {
             match self.send_commit(&staged, &metadata, conditional).await {
@@ -297,13 +293,10 @@ impl Uploader {
             }
         }
         self.completed = true;
-        match staged {
-            Staged::Single(_) => {
-                self.counters.add_part();
-                Ok(true)
-            }
-            Staged::Multipart(_) => Ok(self.replace_metadata(metadata).await),
+        if let Staged::Single(_) = staged {
+            self.counters.add_part();
         }
+        Ok(())
     }
 
     /// One attempt (with the SDK's retries) at the write that makes the object visible.
@@ -379,46 +372,6 @@ impl Uploader {
         Some(head.metadata().and_then(|m| m.get(RUN_METADATA)).cloned())
     }
 
-    /// A multipart upload's metadata is fixed when it starts, before the sha256 is known, so it
-    /// is attached afterwards by copying the object onto itself. That needs s3:GetObject; without
-    /// it (a PutObject-only backup user) the backup stays complete and only this warns.
-    async fn replace_metadata(&self, metadata: HashMap<String, String>) -> bool {
-        let s = &self.spec;
-        if self.counters.compressed() > MAX_COPY_SIZE {
-            crate::output::warn(format_args!("{} is larger than 5 GiB, so its sha256 and raw-size metadata were not attached (CopyObject limit)", s.uri()));
-            return false;
-        }
-        let source = format!(
-            "{}/{}",
-            s.bucket,
-            percent_encoding::utf8_percent_encode(&s.key, COPY_SOURCE)
-        );
-        let result = self
-            .client
-            .copy_object()
-            .bucket(&s.bucket)
-            .key(&s.key)
-            .copy_source(source)
-            .metadata_directive(MetadataDirective::Replace)
-            .content_type(s.content_type)
-            .set_metadata(Some(metadata))
-            .set_storage_class(s.storage_class.clone())
-            .set_server_side_encryption(s.sse.clone())
-            .set_ssekms_key_id(s.sse_kms_key_id.clone())
-            .customize()
-            .config_override(s3::slow(&self.client))
-            .send()
-            .await;
-        match result {
-            Ok(_) => true,
-            Err(e) => {
-                let err = describe("CopyObject (to attach sha256 metadata)", &s.uri(), &e);
-                crate::output::warn(format_args!("the backup is complete, but {err}; grant s3:GetObject on the prefix to record it"));
-                false
-            }
-        }
-    }
-
     /// Aborts the multipart upload if one was started and not completed; S3 then discards
     /// every uploaded part. Safe to call more than once.
     pub async fn abort(&mut self) -> Result<()> {
@@ -444,21 +397,33 @@ impl Uploader {
             }
         }
         aborted.map_err(|e| {
-                // The store keeps (and bills) the parts until the upload is aborted.
-                anyhow::anyhow!(
-                    "{:#}; its parts stay stored until removed: run `aws s3api abort-multipart-upload --bucket {} --key={} --upload-id={}`, or add a lifecycle rule that aborts incomplete multipart uploads",
-                    describe("AbortMultipartUpload", &s.uri(), &e),
+            // The store keeps (and bills) the parts until the upload is aborted.
+            anyhow::Error::new(AbortFailed {
+                cause: format!("{:#}", describe("AbortMultipartUpload", &s.uri(), &e)),
+                remedy: format!(
+                    "run `aws s3api abort-multipart-upload --bucket {} --key={} --upload-id={}`, or add a lifecycle rule that aborts incomplete multipart uploads",
                     s.bucket,
                     shell_word(&s.key),
                     shell_word(&id)
-                )
-            })?;
+                ),
+            })
+        })?;
         Ok(())
     }
 
     pub fn uri(&self) -> String {
         self.spec.uri()
     }
+}
+
+/// An abort the store refused: the parts stay stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}; its parts stay stored until removed: {remedy}")]
+pub struct AbortFailed {
+    /// The refused request, and what to grant or check.
+    pub cause: String,
+    /// The command that removes the parts.
+    pub remedy: String,
 }
 
 /// `text` as one shell word, for a command the user may paste: single-quoted unless it is
@@ -526,14 +491,6 @@ where
     }
     describe(op, &s.uri(), e)
 }
-
-/// Key characters that must be percent-encoded in `x-amz-copy-source`.
-const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// Waits for a part slot, collecting finished parts meanwhile so that a failed part stops the
 /// stream at once instead of after the whole dump.

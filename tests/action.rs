@@ -216,7 +216,9 @@ async fn runs_as_the_runner_runs_the_container_action() {
     assert_eq!(outputs["pruned-count"], "0");
     let (body, meta, _) = store.get(&bucket, key).await;
     assert_eq!(outputs["size"], body.len().to_string());
-    assert_eq!(meta["sha256"], outputs["sha256"]);
+    let record = store.record(&bucket, key).await;
+    assert_eq!(record["sha256"], outputs["sha256"].as_str());
+    let record = record.to_string();
     assert!(outputs["raw-size"].parse::<u64>().unwrap() > 0);
     assert!(outputs["duration-seconds"].parse::<f64>().unwrap() > 0.0);
     let dump = String::from_utf8(crate::support::gunzip(&body)).unwrap();
@@ -261,6 +263,10 @@ async fn runs_as_the_runner_runs_the_container_action() {
         assert!(
             !meta.values().any(|v| v.contains(secret.as_str())),
             "secret in object metadata"
+        );
+        assert!(
+            !record.contains(secret.as_str()),
+            "secret in the integrity record"
         );
     }
 }

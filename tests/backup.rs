@@ -63,12 +63,23 @@ async fn round_trip(
     assert_eq!(content_type.as_deref(), Some("application/gzip"));
     let sha = hex::encode(Sha256::digest(&body));
     assert_eq!(json["sha256"], sha.as_str());
-    assert_eq!(meta.get("sha256"), Some(&sha), "sha256 metadata: {meta:?}");
+    // The integrity record says what was stored, and what it is.
+    let record = store.record(&bucket, &key).await;
+    assert_eq!(record["key"], key.as_str());
+    assert_eq!(record["sha256"], sha.as_str(), "{record}");
+    assert_eq!(record["size"], body.len() as u64);
+    assert_eq!(record["format"], format);
+    assert_eq!(record["compression"], "gzip");
+    assert_eq!(record["kind"], "database");
+    assert_eq!(record["database"], db.as_str());
+    assert_eq!(record["server_version"], json["server_version"]);
+    assert_eq!(record["pg_dump_version"], json["pg_dump_version"]);
+    assert_eq!(record["run"].as_str(), meta.get("run").map(String::as_str));
     assert_eq!(json["size"], body.len() as u64);
     assert_eq!(meta.get("format").map(String::as_str), Some(format));
     let raw = gunzip(&body);
     assert_eq!(json["raw_size"], raw.len() as u64);
-    assert_eq!(meta.get("raw-size"), Some(&raw.len().to_string()));
+    assert_eq!(record["raw_size"], raw.len() as u64);
     let parts = json["parts"].as_u64().unwrap();
     assert_eq!(parts > 1, expect_multipart, "parts: {parts}");
 

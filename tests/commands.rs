@@ -7,10 +7,13 @@ use crate::support::{iam_user, unique, Done, Pg, Run, Store, STORES};
 use chrono::{Duration, Utc};
 use pg_s3_backup::layout::{BackupId, DumpFormat};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// A planted backup of five bytes, with its integrity record.
 async fn put(store: Store, bucket: &str, key: &str) {
     store.put(bucket, key, b"12345").await;
+    store.put_record(bucket, key, b"12345").await;
 }
 
 fn check(store: Store, bucket: &str, database: &str, extra: &[&str]) -> Done {
@@ -79,6 +82,27 @@ async fn check_passes_on_a_fresh_backup_and_fails_on_a_stale_or_missing_one() {
             1,
             &[&format!("no backup of `missing` under s3://{bucket}/pg/")],
         );
+
+        // A newer backup without its record is unverified: it does not count, and says so.
+        let unrecorded = key_at("stale", Duration::minutes(1));
+        store.put(&bucket, &unrecorded, b"12345").await;
+        let out = check(store, &bucket, "stale", &["--max-age", "26h"]);
+        out.fails(1, &["newest backup of `stale` is 3d old"]);
+        assert!(
+            out.stderr
+                .contains("1 newer backups of `stale` have no integrity record")
+                && out.stderr.contains(&unrecorded),
+            "{}",
+            out.stderr
+        );
+        let json = check(store, &bucket, "stale", &["--json", "--max-age", "8d"]).ok();
+        assert_eq!(json["key"], stale.as_str());
+        assert_eq!(json["unrecorded_newer"], 1);
+        // With no recorded backup at all, check fails naming the newest.
+        let only = key_at("norecord", Duration::minutes(1));
+        store.put(&bucket, &only, b"12345").await;
+        check(store, &bucket, "norecord", &["--max-age", "26h"])
+            .fails(1, &["has its integrity record", &only, "unverified"]);
     }
 }
 
@@ -213,42 +237,36 @@ fn statement<'a>(doc: &'a Value, action: &str) -> Vec<&'a Value> {
 }
 
 #[test]
-fn policy_action_sets_per_feature() {
+fn policy_action_sets_per_purpose() {
     const OBJECTS: &str = "arn:aws:s3:::my-backups/prod/*";
+    const BACKUP: &[&str] = &["s3:AbortMultipartUpload", "s3:PutObject"];
+    const PRUNE: &[&str] = &[
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "s3:ListBucketMultipartUploads",
+    ];
+    const RESTORE: &[&str] = &["s3:GetObject", "s3:ListBucket"];
+    let union = |sets: &[&[&'static str]]| -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = sets.iter().flat_map(|s| s.iter().copied()).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
     for (extra, want) in [
+        (&[][..], BACKUP.to_vec()),
+        (&["--purpose", "backup"], BACKUP.to_vec()),
+        (&["--purpose", "prune"], PRUNE.to_vec()),
+        (&["--purpose", "restore"], RESTORE.to_vec()),
+        (&["--purpose", "backup,prune"], union(&[BACKUP, PRUNE])),
         (
-            &[][..],
-            &[
-                "s3:AbortMultipartUpload",
-                "s3:DeleteObject",
-                "s3:GetObject",
-                "s3:PutObject",
-            ][..],
+            &["--purpose", "prune", "--purpose", "restore"],
+            union(&[PRUNE, RESTORE]),
         ),
-        (&["--minimal"], &["s3:AbortMultipartUpload", "s3:PutObject"]),
-        (
-            &["--prune", "--minimal"],
-            &[
-                "s3:AbortMultipartUpload",
-                "s3:DeleteObject",
-                "s3:ListBucket",
-                "s3:ListBucketMultipartUploads",
-                "s3:PutObject",
-            ],
-        ),
-        (
-            &["--restore", "--minimal"],
-            &["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
-        ),
-        (
-            &["--restore", "--latest", "--minimal"],
-            &[
-                "s3:AbortMultipartUpload",
-                "s3:GetObject",
-                "s3:ListBucket",
-                "s3:PutObject",
-            ],
-        ),
+        // The older flags: a role that backs up and also prunes, or restores.
+        (&["--prune"], union(&[BACKUP, PRUNE])),
+        (&["--restore", "--latest"], union(&[BACKUP, RESTORE])),
+        (&["--minimal"], BACKUP.to_vec()),
     ] {
         let doc = policy(extra).ok();
         assert_eq!(doc["Version"], "2012-10-17");
@@ -256,36 +274,34 @@ fn policy_action_sets_per_feature() {
         for s in doc["Statement"].as_array().unwrap() {
             assert_eq!(s["Effect"], "Allow");
             assert!(s["Sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{s}");
-            let object_level = !s["Action"]
+            let bucket_level = s["Action"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|a| a.as_str().unwrap().starts_with("s3:ListBucket"));
-            let lock_only = s["Sid"] == "BackupDeleteItsLockObject";
-            let want_resource = if lock_only {
-                "arn:aws:s3:::my-backups/prod/*.lock"
-            } else if object_level {
-                OBJECTS
-            } else {
+            let want_resource = if bucket_level {
                 "arn:aws:s3:::my-backups"
+            } else {
+                OBJECTS
             };
             assert_eq!(s["Resource"], want_resource, "{s}");
         }
+        // Listing is always confined to the prefix.
+        for list in statement(&doc, "s3:ListBucket") {
+            assert_eq!(
+                list["Condition"],
+                json!({"StringLike": {"s3:prefix": ["prod/*"]}})
+            );
+        }
     }
-    // The backup's GetObject says why it is there.
-    let doc = policy(&[]).ok();
-    let sid = statement(&doc, "s3:PutObject")[0]["Sid"].as_str().unwrap();
-    assert!(
-        sid.contains("HeadObject") && sid.contains("CopyObject"),
-        "{sid}"
-    );
-    // Listing is confined to the prefix.
-    let doc = policy(&["--prune"]).ok();
-    let list = statement(&doc, "s3:ListBucket");
-    assert_eq!(list.len(), 1);
+    // Without a prefix there is no condition to put on the listing.
+    let doc = Run::new(&["policy", "--bucket", "b-1", "--purpose", "restore"])
+        .run()
+        .ok();
+    assert_eq!(statement(&doc, "s3:ListBucket")[0].get("Condition"), None);
     assert_eq!(
-        list[0]["Condition"],
-        json!({"StringLike": {"s3:prefix": ["prod/*"]}})
+        statement(&doc, "s3:GetObject")[0]["Resource"],
+        "arn:aws:s3:::b-1/*"
     );
 }
 
@@ -314,7 +330,7 @@ fn policy_trust_policy_subjects_and_bucket_policy() {
             json!({"StringEquals": {aud: "sts.amazonaws.com", sub: "repo:my-org/my-repo:environment:production"}}),
         ),
         (
-            &[],
+            &["--any-ref"],
             json!({"StringEquals": {aud: "sts.amazonaws.com"}, "StringLike": {sub: "repo:my-org/my-repo:*"}}),
         ),
     ] {
@@ -328,7 +344,34 @@ fn policy_trust_policy_subjects_and_bucket_policy() {
         assert_eq!(trust["Action"], json!(["sts:AssumeRoleWithWebIdentity"]));
         assert_eq!(out["permissions"], policy(&["--prune"]).ok());
     }
-    let out = github(&["--role-name", "db-backup"]);
+    // A reader role for restores, pinned to an environment, gets only its own grants.
+    let reader = policy(&[
+        "--purpose",
+        "restore",
+        "--github-repo",
+        "my-org/my-repo",
+        "--account-id",
+        "123456789012",
+        "--github-environment",
+        "restore",
+        "--role-name",
+        "pg-backup-reader",
+    ])
+    .ok();
+    assert_eq!(
+        actions(&reader["permissions"]),
+        ["s3:GetObject", "s3:ListBucket"]
+    );
+    assert_eq!(
+        reader["bucket_policy"]["Statement"][0]["Principal"],
+        json!({"AWS": "arn:aws:iam::123456789012:role/pg-backup-reader"})
+    );
+    let out = github(&[
+        "--role-name",
+        "db-backup",
+        "--github-ref",
+        "refs/heads/main",
+    ]);
     let bucket_policy = out["bucket_policy"]["Statement"].as_array().unwrap();
     let permissions = out["permissions"]["Statement"].as_array().unwrap();
     assert_eq!(bucket_policy.len(), permissions.len());
@@ -392,8 +435,29 @@ fn policy_usage_errors_are_one_line() {
             "cannot be used with",
         ),
         (&["--latest"], "--restore"),
+        // Unpinned, the trust policy would let any branch or pull request assume the role.
+        (
+            &["--github-repo", "o/r", "--account-id", "123456789012"],
+            "pin it with --github-ref refs/heads/main or --github-environment NAME, or pass --any-ref",
+        ),
+        (
+            &[
+                "--github-repo",
+                "o/r",
+                "--account-id",
+                "123456789012",
+                "--any-ref",
+                "--github-ref",
+                "refs/heads/main",
+            ],
+            "cannot be used with",
+        ),
+        (&["--any-ref"], "need --github-repo"),
+        (&["--purpose", "everything"], "invalid value 'everything'"),
     ] {
-        policy(extra).fails(2, &[needle]);
+        let out = policy(extra);
+        out.fails(2, &[needle]);
+        assert_eq!(out.stdout, "", "{extra:?}");
     }
     Run::new(&["policy", "--bucket", "b-1", "--prefix", "/abs"])
         .run()
@@ -510,44 +574,190 @@ async fn the_prune_policy_is_exactly_enough_for_backup_and_prune() {
     assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 0);
 }
 
-/// The backup-only policy (no --prune): the backup checks its key, takes and deletes its lock
-/// (s3:DeleteObject on `*.lock` only) and attaches its sha256, with no warning; the same user
-/// may not delete a backup.
-#[tokio::test]
-async fn the_backup_policy_is_exactly_enough_for_backup_and_its_lock() {
-    let db = unique("iam-backup");
-    Pg::create_db(&db);
-    let (bucket, _, old) = setup(&db).await;
-    let doc = Run::new(&["policy", "--bucket", &bucket, "--prefix", "pg"])
-        .run()
-        .ok();
-    let user = iam_user(&doc);
-    let out = as_user(
-        Run::backup(Store::MotoIam, &bucket, &Pg::url(&db), &[]),
-        &user,
-    );
-    let json = out.ok();
-    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_eq!(json["metadata_complete"], true);
-    let mut keys = Store::MotoIam.keys_in(&bucket).await;
-    keys.sort();
-    let mut want = vec![old.clone(), json["key"].as_str().unwrap().to_string()];
-    want.sort();
-    assert_eq!(keys, want, "the lock is gone, nothing else changed");
-    // DeleteObject is granted on lock objects only.
-    let (ak, sk) = &user;
-    let denied = Store::MotoIam
-        .client_with(ak, sk)
-        .delete_object()
-        .bucket(&bucket)
-        .key(&old)
-        .send()
-        .await;
-    assert!(denied.is_err(), "the backup user deleted a backup");
+/// The IAM policy `policy --purpose PURPOSE` prints for the test bucket's `pg/` prefix.
+fn purpose_policy(bucket: &str, purpose: &str) -> Value {
+    Run::new(&[
+        "policy",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "pg",
+        "--purpose",
+        purpose,
+    ])
+    .run()
+    .ok()
 }
 
-/// A policy that lets the backup write `*.sql.gz` objects but nothing else: the lock write is
-/// denied, the backup warns once about it and completes.
+/// `cmd` as the user with `keys`, against moto with IAM enforced.
+fn iam_command(keys: &(String, String), cmd: &str, bucket: &str, extra: &[&str]) -> Done {
+    let endpoint = Store::MotoIam.endpoint();
+    as_user(
+        crate::support::s3_command(Store::MotoIam, &endpoint, cmd, bucket, extra),
+        keys,
+    )
+}
+
+/// The writer role (`policy`, backup alone: PutObject and AbortMultipartUpload) backs up with no
+/// warning and writes the integrity record without reading anything; it leaves its lock, which
+/// it may not delete, and can neither read, list nor delete. A reader role (`--purpose
+/// restore`) then lists both backups as recorded, checks, verifies and restores the newest; a
+/// pruner (`--purpose prune`) deletes the older one with its record and lock, and the new one's
+/// spent lock. With its record gone, the reader takes the backup for unverified.
+#[tokio::test]
+async fn a_write_only_backup_is_verified_and_restored_by_a_reader_and_pruned_by_a_pruner() {
+    let db = unique("iam-writer");
+    Pg::create_db(&db);
+    let url = Pg::url(&db);
+    Pg::psql(
+        &url,
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
+    );
+    let bucket = Store::MotoIam.bucket("iam-writer").await;
+    let writer_doc = purpose_policy(&bucket, "backup");
+    assert_eq!(
+        actions(&writer_doc),
+        ["s3:AbortMultipartUpload", "s3:PutObject"]
+    );
+    let writer = iam_user(&writer_doc);
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let out = as_user(Run::backup(Store::MotoIam, &bucket, &url, &[]), &writer);
+        let json = out.ok();
+        assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+        assert_eq!(json["recorded"], true);
+        keys.push(json.clone());
+        // Keys are per second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let (first, second) = (
+        keys[0]["key"].as_str().unwrap().to_string(),
+        keys[1]["key"].as_str().unwrap().to_string(),
+    );
+    // The record is what was stored: the bytes' sha256 and size, the dump's size and versions.
+    let (body, _, _) = Store::MotoIam.get(&bucket, &second).await;
+    let record = Store::MotoIam.record(&bucket, &second).await;
+    assert_eq!(record["sha256"], hex::encode(Sha256::digest(&body)));
+    assert_eq!(record["sha256"], keys[1]["sha256"]);
+    assert_eq!(record["size"], body.len() as u64);
+    assert_eq!(record["raw_size"], keys[1]["raw_size"]);
+    assert_eq!(record["format"], "plain");
+    assert_eq!(record["pg_dump_version"], keys[1]["pg_dump_version"]);
+    assert_eq!(record["server_version"], keys[1]["server_version"]);
+    let mut all = Store::MotoIam.all_keys_in(&bucket).await;
+    all.sort();
+    let mut want: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|k| [k.to_string(), format!("{k}.json"), format!("{k}.lock")])
+        .collect();
+    want.sort();
+    assert_eq!(
+        all, want,
+        "each backup, its record and its lock (not deleted)"
+    );
+    // The writer may not read, list or delete.
+    let client = Store::MotoIam.client_with(&writer.0, &writer.1);
+    assert!(client
+        .get_object()
+        .bucket(&bucket)
+        .key(&second)
+        .send()
+        .await
+        .is_err());
+    assert!(client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("pg/")
+        .send()
+        .await
+        .is_err());
+    assert!(client
+        .delete_object()
+        .bucket(&bucket)
+        .key(&first)
+        .send()
+        .await
+        .is_err());
+
+    // The reader.
+    let reader = iam_user(&purpose_policy(&bucket, "restore"));
+    let listed = iam_command(&reader, "list", &bucket, &["--json"]).ok();
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert!(rows.iter().all(|r| r["recorded"] == true), "{listed}");
+    let checked = iam_command(&reader, "check", &bucket, &["--database", &db, "--json"]).ok();
+    assert_eq!(checked["key"], second.as_str());
+    let verified = iam_command(&reader, "verify", &bucket, &["--database", &db, "--latest"]);
+    let line = verified.ok_plain();
+    assert!(line.contains("sha256 matches its record"), "{line}");
+    let target = unique("iam-read");
+    Pg::create_db(&target);
+    let target_url = Pg::url(&target);
+    let restore = ["--database", &db, "--latest", "--target-url", &target_url];
+    iam_command(&reader, "restore", &bucket, &restore).ok_plain();
+    assert_eq!(Pg::canonical_dump(&target), Pg::canonical_dump(&db));
+
+    // The pruner.
+    let pruner = iam_user(&purpose_policy(&bucket, "prune"));
+    let out = iam_command(&pruner, "prune", &bucket, &["--keep-last", "1", "--json"]);
+    let report = out.ok();
+    assert_eq!(report["deleted"], json!([first]), "{report}");
+    let mut locks = report["removed_locks"].as_array().unwrap().clone();
+    locks.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        locks,
+        [
+            json!(format!("{first}.lock")),
+            json!(format!("{second}.lock"))
+        ]
+    );
+    assert_eq!(report["removed_records"], json!([format!("{first}.json")]));
+    let mut all = Store::MotoIam.all_keys_in(&bucket).await;
+    all.sort();
+    assert_eq!(all, [second.clone(), format!("{second}.json")]);
+
+    // Without its record the backup is unverified: listed so, refused by verify and restore,
+    // and no longer counted by check.
+    Store::MotoIam
+        .client()
+        .delete_object()
+        .bucket(&bucket)
+        .key(format!("{second}.json"))
+        .send()
+        .await
+        .unwrap();
+    let listed = iam_command(&reader, "list", &bucket, &["--json"]).ok();
+    assert_eq!(listed[0]["recorded"], false, "{listed}");
+    iam_command(&reader, "verify", &bucket, &["--key", &second])
+        .fails(1, &["no integrity record", "unverified", "--unverified"]);
+    let target = unique("iam-unverified");
+    Pg::create_db(&target);
+    let target_url = Pg::url(&target);
+    let restore = ["--key", &second, "--target-url", &target_url];
+    iam_command(&reader, "restore", &bucket, &restore)
+        .fails(1, &["no integrity record", "nothing was restored"]);
+    assert_eq!(
+        Pg::psql(
+            &target_url,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+    let restore = [
+        "--key",
+        &second,
+        "--target-url",
+        &target_url,
+        "--unverified",
+    ];
+    iam_command(&reader, "restore", &bucket, &restore).ok_plain();
+    assert_eq!(Pg::canonical_dump(&target), Pg::canonical_dump(&db));
+    iam_command(&reader, "check", &bucket, &["--database", &db])
+        .fails(1, &["has its integrity record"]);
+}
+
+/// A policy that lets the backup write `*.sql.gz` objects and their records but no lock: the
+/// lock write is denied, the backup warns once about it and completes.
 #[tokio::test]
 async fn a_denied_lock_write_is_a_warning_not_a_failure() {
     let db = unique("iam-nolock");
@@ -558,7 +768,10 @@ async fn a_denied_lock_write_is_a_warning_not_a_failure() {
         "Statement": [{
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-            "Resource": format!("arn:aws:s3:::{bucket}/pg/*.sql.gz")
+            "Resource": [
+                format!("arn:aws:s3:::{bucket}/pg/*.sql.gz"),
+                format!("arn:aws:s3:::{bucket}/pg/*.sql.gz.json")
+            ]
         }, {
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
@@ -592,34 +805,65 @@ async fn occupy_the_next_minute(bucket: &str, db: &str) {
     }
 }
 
+/// A stand-in pg_dump whose dump starts as pg_dump's does, runs past one 5 MiB part even
+/// compressed, then fails once that part had time to be uploaded: the backup must abort its
+/// multipart upload.
+fn failing_pg_dump() -> std::path::PathBuf {
+    crate::support::fake_pg_dump("head -c 6000000 /dev/urandom | base64; sleep 3; exit 1")
+}
+
 #[tokio::test]
-async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that_needs_it() {
+async fn every_action_taken_out_of_each_purpose_is_named_by_the_command_that_needs_it() {
     let db = unique("iam-minus");
     Pg::create_db(&db);
     let url = Pg::url(&db);
     let backup = |bucket: &str, extra: &[&str]| Run::backup(Store::MotoIam, bucket, &url, extra);
 
-    // s3:PutObject: no backup at all.
-    let (bucket, doc, _) = setup(&db).await;
-    let user = iam_user(&without(&doc, "s3:PutObject"));
-    as_user(backup(&bucket, &["--keep-last", "1"]), &user).fails(1, &["AccessDenied"]);
-    assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 1);
+    // backup, s3:PutObject: no backup at all, nothing written.
+    let bucket = Store::MotoIam.bucket("iam-minus").await;
+    let writer = purpose_policy(&bucket, "backup");
+    let user = iam_user(&without(&writer, "s3:PutObject"));
+    as_user(backup(&bucket, &[]), &user).fails(1, &["lack s3:PutObject"]);
+    assert_eq!(
+        Store::MotoIam.all_keys_in(&bucket).await,
+        Vec::<String>::new()
+    );
 
-    // s3:GetObject: the backup cannot see that its key is taken (HeadObject answers 403, as
-    // AWS does for a missing key without s3:ListBucket). With it, the backup moves on to `-2`;
-    // without it, the final write is conditional (If-None-Match), so it fails cleanly instead
-    // of overwriting the object there.
-    let (bucket, doc, _) = setup(&db).await;
+    // backup, s3:AbortMultipartUpload: a dump that fails after its first part leaves the upload,
+    // and the error names the permission and the command that removes the parts. With it, the
+    // upload is aborted.
+    let fake = failing_pg_dump();
+    let fake = fake.to_str().unwrap();
+    let failing = ["--part-size", "5MiB", "--pg-dump-path", fake];
+    let user = iam_user(&without(&writer, "s3:AbortMultipartUpload"));
+    let out = as_user(backup(&bucket, &failing), &user);
+    out.fails(1, &["could not be aborted", "lack s3:AbortMultipartUpload"]);
+    assert!(
+        out.stderr.contains("aws s3api abort-multipart-upload"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 1);
+    let bucket = Store::MotoIam.bucket("iam-minus").await;
+    let writer = purpose_policy(&bucket, "backup");
+    let out = as_user(backup(&bucket, &failing), &iam_user(&writer));
+    out.fails(1, &["the upload was aborted and nothing was stored"]);
+    assert!(out.stderr.contains("in parts of 5MiB"), "{}", out.stderr);
+    assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 0);
+    assert_eq!(
+        Store::MotoIam.all_keys_in(&bucket).await.len(),
+        1,
+        "the lock only"
+    );
+
+    // The writer cannot see that its key is taken (HeadObject answers 403, as AWS does for a
+    // missing key without s3:ListBucket); its final write is conditional (If-None-Match), so it
+    // fails cleanly instead of overwriting the object there.
+    let bucket = Store::MotoIam.bucket("iam-minus").await;
+    let writer = purpose_policy(&bucket, "backup");
     occupy_the_next_minute(&bucket, &db).await;
-    let full = iam_user(&doc);
-    let key = as_user(backup(&bucket, &[]), &full).ok()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(key.ends_with("Z-2.sql.gz"), "{key}");
-    let user = iam_user(&without(&doc, "s3:GetObject"));
     let before = Store::MotoIam.keys_in(&bucket).await;
-    as_user(backup(&bucket, &[]), &user).fails(
+    as_user(backup(&bucket, &[]), &iam_user(&writer)).fails(
         1,
         &["another object was written", "nothing was overwritten"],
     );
@@ -630,72 +874,72 @@ async fn every_action_taken_out_of_the_prune_policy_is_named_by_the_command_that
     after.sort();
     assert_eq!(after, before, "the occupied keys are untouched");
 
-    // s3:AbortMultipartUpload: prune cannot abort a stale upload and names the request.
-    let (bucket, doc, _) = setup(&db).await;
-    let user = iam_user(&without(&doc, "s3:AbortMultipartUpload"));
-    open_upload(&bucket, &db).await;
-    as_user(
-        prune_run(&bucket, &db, &["--abort-incomplete-after", "0s"]),
-        &user,
-    )
-    .fails(1, &["AbortMultipartUpload", "AccessDenied"]);
-    assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 1);
+    // prune: each action, taken away, is named by the failure, and nothing is deleted.
+    for (action, needle) in [
+        ("s3:ListBucket", "s3:ListBucket is denied"),
+        ("s3:DeleteObject", "s3:DeleteObject is denied"),
+        (
+            "s3:ListBucketMultipartUploads",
+            "s3:ListBucketMultipartUploads is denied",
+        ),
+        ("s3:AbortMultipartUpload", "lack s3:AbortMultipartUpload"),
+    ] {
+        let (bucket, _, _) = setup(&db).await;
+        let newer =
+            BackupId::new(&db, Utc::now() - Duration::days(1), DumpFormat::Plain).key("pg/");
+        put(Store::MotoIam, &bucket, &newer).await;
+        open_upload(&bucket, &db).await;
+        let pruner = purpose_policy(&bucket, "prune");
+        let user = iam_user(&without(&pruner, action));
+        let before = Store::MotoIam.all_keys_in(&bucket).await;
+        as_user(
+            prune_run(&bucket, &db, &["--abort-incomplete-after", "0s"]),
+            &user,
+        )
+        .fails(1, &[needle]);
+        if action != "s3:AbortMultipartUpload" && action != "s3:ListBucketMultipartUploads" {
+            assert_eq!(
+                Store::MotoIam.all_keys_in(&bucket).await,
+                before,
+                "{action}"
+            );
+        }
+        assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 1, "{action}");
+        // The whole prune policy does it all.
+        as_user(
+            prune_run(&bucket, &db, &["--abort-incomplete-after", "0s"]),
+            &iam_user(&pruner),
+        )
+        .ok_plain();
+        assert_eq!(
+            Store::MotoIam.keys_in(&bucket).await,
+            std::slice::from_ref(&newer),
+            "{action}"
+        );
+        assert_eq!(Store::MotoIam.open_uploads(&bucket).await, 0, "{action}");
+    }
 
-    // s3:ListBucket: backup skips retention with a warning; prune fails.
-    let (bucket, doc, _) = setup(&db).await;
-    let user = iam_user(&without(&doc, "s3:ListBucket"));
-    let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("retention was skipped: s3:ListBucket is denied"),
-        "{}",
-        out.stderr
-    );
-    as_user(prune_run(&bucket, &db, &[]), &user).fails(1, &["s3:ListBucket is denied"]);
-    assert_eq!(Store::MotoIam.keys_in(&bucket).await.len(), 2);
-
-    // s3:DeleteObject: the same, naming s3:DeleteObject; the backup's lock object stays, with a
-    // warning naming the permission.
-    let (bucket, doc, _) = setup(&db).await;
-    let user = iam_user(&without(&doc, "s3:DeleteObject"));
-    let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("retention was skipped: s3:DeleteObject is denied"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("DeleteObject (lock)") && out.stderr.contains("s3:DeleteObject"),
-        "{}",
-        out.stderr
-    );
-    as_user(prune_run(&bucket, &db, &[]), &user).fails(1, &["s3:DeleteObject is denied"]);
-    let keys = Store::MotoIam.keys_in(&bucket).await;
-    assert_eq!(keys.len(), 3, "{keys:?}");
-    assert_eq!(keys.iter().filter(|k| k.ends_with(".lock")).count(), 1);
-
-    // s3:ListBucketMultipartUploads: backup --keep-* needs it only to clean up killed runs, so
-    // the backup and its retention succeed with one warning naming it; prune fails.
-    let (bucket, doc, old) = setup(&db).await;
-    let user = iam_user(&without(&doc, "s3:ListBucketMultipartUploads"));
-    let out = as_user(backup(&bucket, &["--keep-last", "1"]), &user);
-    let json = out.ok();
-    assert_eq!(json["pruned"], json!([old]), "{}", out.stderr);
-    assert_eq!(out.stderr.matches("warning").count(), 1, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("cleaning up killed runs' uploads and locks failed")
-            && out
-                .stderr
-                .contains("s3:ListBucketMultipartUploads is denied"),
-        "{}",
-        out.stderr
-    );
-    as_user(prune_run(&bucket, &db, &[]), &user)
-        .fails(1, &["s3:ListBucketMultipartUploads is denied"]);
+    // restore: s3:GetObject (verify reads the backup and its record), s3:ListBucket (list,
+    // check and --latest list the prefix).
+    let bucket = Store::MotoIam.bucket("iam-minus").await;
+    let key = backup(&bucket, &[]).run().ok()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader = purpose_policy(&bucket, "restore");
+    let no_get = iam_user(&without(&reader, "s3:GetObject"));
+    iam_command(&no_get, "verify", &bucket, &["--key", &key]).fails(1, &["lack s3:GetObject"]);
+    let no_list = iam_user(&without(&reader, "s3:ListBucket"));
+    for (cmd, extra) in [
+        ("list", &[][..]),
+        ("check", &["--database", db.as_str()]),
+        ("verify", &["--database", db.as_str(), "--latest"]),
+    ] {
+        iam_command(&no_list, cmd, &bucket, extra).fails(1, &["s3:ListBucket is denied"]);
+    }
+    let full = iam_user(&reader);
+    iam_command(&full, "verify", &bucket, &["--database", &db, "--latest"]).ok_plain();
+    iam_command(&full, "check", &bucket, &["--database", &db]).ok_plain();
 }
 
 /// The policy confines ListBucket to the prefix with an `s3:prefix` condition. moto 5.2 does
@@ -745,22 +989,12 @@ async fn the_restore_policy_is_exactly_enough_for_restore_latest_and_each_action
         "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g",
     );
     let bucket = Store::MotoIam.bucket("iam-restore").await;
-    // A real backup written with admin keys, then a reader with exactly `policy --restore --latest`.
+    // A real backup written with admin keys, then a reader with exactly `policy --purpose
+    // restore`.
     Run::backup(Store::MotoIam, &bucket, &Pg::url(&db), &[])
         .run()
         .ok();
-    let doc = Run::new(&[
-        "policy",
-        "--bucket",
-        &bucket,
-        "--prefix",
-        "pg",
-        "--restore",
-        "--latest",
-        "--minimal",
-    ])
-    .run()
-    .ok();
+    let doc = purpose_policy(&bucket, "restore");
     let endpoint = Store::MotoIam.endpoint();
     let restore = |target: &str| {
         Run::new(&[

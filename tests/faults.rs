@@ -100,13 +100,16 @@ async fn check_object(store: Store, bucket: &str, json: &serde_json::Value) -> (
     check_content(store, bucket, json).await
 }
 
-/// Checks the object of `json` holds the input, with matching sha256 metadata.
+/// Checks the object of `json` holds the input, and its integrity record its sha256.
 async fn check_content(store: Store, bucket: &str, json: &serde_json::Value) -> (String, String) {
     let key = json["key"].as_str().unwrap().to_string();
     let (body, meta, _) = store.get(bucket, &key).await;
     let sha = hex::encode(Sha256::digest(&body));
     assert_eq!(json["sha256"], sha.as_str(), "{store:?}");
-    assert_eq!(meta.get("sha256"), Some(&sha), "{store:?}: {meta:?}");
+    let record = store.record(bucket, &key).await;
+    assert_eq!(record["sha256"], sha.as_str(), "{store:?}: {record}");
+    assert_eq!(record["size"], body.len() as u64, "{store:?}");
+    assert_eq!(record["run"].as_str(), meta.get("run").map(String::as_str));
     assert_eq!(json["parts"], 3, "{store:?}");
     assert!(
         gunzip(&body) == std::fs::read(input()).unwrap(),
@@ -1603,41 +1606,81 @@ async fn a_lost_answer_without_read_access_never_claims_nothing_was_stored() {
     on_both_stores(lost_answer_without_read).await;
 }
 
-/// An encrypted backup whose sha256 metadata could not be attached (CopyObject refused; on AWS
-/// any object over 5 GiB) still verifies on the host that holds no identity: against the sha256
-/// of the bytes it sent. Its `--verify` passes and `--keep-last` runs.
+/// The integrity record cannot be written (the store fails its PutObject, the second after
+/// the lock's): the backup is stored but exits 1 saying so, its outcome keeps the key,
+/// `--verify` and retention do not run, and from then on verify and restore take it for
+/// unverified: refused, or accepted with `--unverified` (its stream still checked whole).
 #[tokio::test(flavor = "multi_thread")]
-async fn an_encrypted_backup_without_its_metadata_verifies_against_what_it_sent() {
+async fn a_backup_whose_record_was_not_written_is_stored_but_unverified() {
     let store = Store::Moto;
-    let bucket = store.bucket("enc-copy").await;
-    let key = crate::codecs::age_keygen();
+    let bucket = store.bucket("no-record").await;
+    let age = crate::codecs::age_keygen();
+    let url = Pg::url(database());
+    // A first, recorded backup: the one retention would have deleted.
+    let first = Backup::new(store, &bucket, &url).run().run().ok();
+    let first = first["key"].as_str().unwrap().to_string();
+    // The empty database's dump is one PutObject, after the lock's: the third is the record.
     let proxy = Proxy::start(&store.endpoint());
     proxy.fail(
-        Op::CopyObject,
-        1,
-        Fault::Always(Box::new(Fault::Status(403))),
+        Op::PutObject,
+        3,
+        Fault::Always(Box::new(Fault::Status(500))),
     );
-    for _ in 0..2 {
-        let backup = fixed_input(store, &bucket, &proxy.url()).args(&[
-            "--verify",
-            "--keep-last",
-            "1",
-            "--age-recipient",
-            key.public.as_str(),
-        ]);
-        let out = tokio::task::spawn_blocking(move || backup.run().run())
-            .await
-            .unwrap();
-        let json = out.ok();
-        assert_eq!(json["verified"], true, "{}", out.stderr);
-        assert_eq!(json["metadata_complete"], false, "{}", out.stderr);
-        assert!(
-            out.stderr
-                .contains("sha256 matches the bytes this backup sent"),
-            "{}",
-            out.stderr
-        );
-    }
-    // The second run pruned the first: --keep-last 1 ran.
-    assert_eq!(store.keys_in(&bucket).await.len(), 1);
+    let backup = Backup::new(store, &bucket, &url).via(&proxy.url()).args(&[
+        "--verify",
+        "--keep-last",
+        "1",
+        "--age-recipient",
+        age.public.as_str(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || backup.run().run())
+        .await
+        .unwrap();
+    out.fails(
+        1,
+        &[
+            "is complete, but its integrity record was not written",
+            "--unverified",
+        ],
+    );
+    let keys = store.all_keys_in(&bucket).await;
+    let key = keys
+        .iter()
+        .find(|k| k.ends_with(".sql.gz.age"))
+        .expect("the backup is stored")
+        .clone();
+    assert!(keys.contains(&first), "retention ran: {keys:?}");
+    assert!(!keys.contains(&format!("{key}.json")), "{keys:?}");
+    assert_eq!(store.open_uploads(&bucket).await, 0);
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["--key", key.as_str()];
+        args.extend_from_slice(extra);
+        crate::restore::run(store, "verify", &bucket, &args)
+    };
+    // The stream is checked whole, and still refused unless accepted.
+    let id = age.file.to_str().unwrap().to_string();
+    verify(&["--age-identity", &id]).fails(1, &["no integrity record", "--unverified"]);
+    let done = verify(&["--age-identity", &id, "--unverified"]);
+    let ok = done.ok_plain();
+    assert!(ok.contains("unverified: no integrity record"), "{ok}");
+    // list says so too.
+    let listed = crate::restore::run(store, "list", &bucket, &["--json"]);
+    let rows = listed.ok();
+    let row = |k: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == k)
+            .cloned()
+    };
+    assert_eq!(row(&key).unwrap()["recorded"], false, "{rows}");
+    assert_eq!(row(&first).unwrap()["recorded"], true, "{rows}");
+    assert!(
+        listed
+            .stderr
+            .contains("1 of 2 backups have no integrity record"),
+        "{}",
+        listed.stderr
+    );
 }

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "limits",
             "output",
             "progress",
+            "record",
             "retention",
             "signals",
         ],

@@ -78,7 +78,7 @@ async fn backup_then_restore_latest_gives_equal_data_on_both_stores() {
             );
             assert_eq!(out.code, 0, "{}", out.stderr);
             assert!(
-                out.stdout.contains("sha256 matches its metadata")
+                out.stdout.contains("sha256 matches its record")
                     && out.stdout.contains("dump complete"),
                 "{}",
                 out.stdout

@@ -373,15 +373,16 @@ async fn one(
     let format = job.format(cfg);
     let id = BackupId::of(job.series.clone(), Utc::now(), format).with_codec(cfg.codec());
     let claim = claim::claim_key(client, &cfg.s3, &cfg.object, id).await?;
-    let stored = ops::backup::store(client, cfg, job, &claim).await?;
+    let mut stored = ops::backup::store(client, cfg, job, &claim).await?;
     let key = claim.key;
     let _complete = signals::context(format!("the backup {} is complete", stored.uri));
     let size = stored.counters.compressed();
     // From here on the backup exists. A signal stops what is left (verification, retention)
     // and the outcome is still reported, with exit 130/143. A failed verification skips
     // retention; either failing fails the backup, which is still named with its key.
-    let mut failed = None;
-    let verified = match cfg.verify {
+    let recorded = stored.unrecorded.is_none();
+    let mut failed = stored.unrecorded.take();
+    let verified = match cfg.verify && recorded {
         true => verify(client, cfg, &key, &stored.sha256)
             .await
             .unwrap_or_else(|e| {
@@ -425,7 +426,8 @@ async fn one(
         part_size: stored.part_size,
         server_version: job.server.version_text.clone(),
         pg_dump_version: job.tool.version_text.clone(),
-        metadata_complete: stored.metadata_complete,
+        recorded,
+        metadata_complete: recorded,
         verified,
         pruned_count: retention.as_ref().map_or(0, |r| r.deleted.len()),
         kept_count: retention
@@ -454,7 +456,7 @@ async fn verify(
 ) -> Result<bool> {
     output::group("Verify");
     match or_stop(
-        ops::verify::key(client, &cfg.s3, key, None, Some(sent_sha256)),
+        ops::verify::key(client, &cfg.s3, key, None, Some(sent_sha256), false),
         "verify stopped",
     )
     .await

@@ -1,5 +1,7 @@
-//! `check`: is the newest backup of a database younger than `--max-age`? Exit 0 with its key and
-//! age, or 1 with one line saying why not (for monitors and scheduled workflows). With
+//! `check`: is the newest recorded backup of a database (one with its integrity record, see
+//! `record`) younger than `--max-age`? Exit 0 with its key and age, or 1 with one line saying
+//! why not (for monitors and scheduled workflows). A newer backup without a record is
+//! unverified: it does not count, and a warning names how many there are. With
 //! `--backmon-definition` it prints a backup definition for the backmon monitor instead
 //! (`backmon`), without touching the network.
 
@@ -18,6 +20,8 @@ struct Fresh<'a> {
     time: String,
     age_seconds: i64,
     size: u64,
+    /// Newer backups without an integrity record, which did not count.
+    unrecorded_newer: usize,
 }
 
 pub async fn run(args: &CheckArgs) -> Result<()> {
@@ -57,11 +61,24 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             future.len()
         );
     }
-    let Some(newest) = backups.first() else {
+    let Some(first) = backups.first() else {
         bail!(
             "no backup of {db} under s3://{bucket}/{prefix}: check the bucket, prefix and database, and that the backup job runs"
         );
     };
+    let unrecorded_newer = backups.iter().take_while(|b| !b.recorded).count();
+    let Some(newest) = backups.get(unrecorded_newer) else {
+        bail!(
+            "no backup of {db} under s3://{bucket}/{prefix} has its integrity record (the newest is s3://{bucket}/{}): they are unverified, left by runs that stopped before the record or written by an older pg-s3-backup; check that the backup job completes",
+            first.key
+        );
+    };
+    if unrecorded_newer > 0 {
+        output::warn(format_args!(
+            "{unrecorded_newer} newer backups of {db} have no integrity record and do not count (the newest is s3://{bucket}/{}): check that the backup job completes",
+            first.key
+        ));
+    }
     let uri = format!("s3://{bucket}/{}", newest.key);
     let age_seconds = (now.reference() - newest.id.time).num_seconds().max(0);
     let age = human_age(age_seconds as u64);
@@ -78,6 +95,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             time: newest.id.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             age_seconds,
             size: newest.size,
+            unrecorded_newer,
         };
         output::json(&fresh)?;
     } else {

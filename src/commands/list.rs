@@ -1,6 +1,7 @@
 //! `list`: this tool's backups under the prefix (one database or all), newest first, as a
 //! table or JSON. Objects that are not this tool's backups are never shown; keys from the
-//! future (see `clock`) are shown, flagged, and warned about.
+//! future (see `clock`) are shown, flagged, and warned about; so are backups without their
+//! integrity record (`record`), which verify and restore take for unverified.
 
 use crate::cli::ListArgs;
 use crate::clock::Now;
@@ -27,6 +28,8 @@ struct Row<'a> {
     encrypted: bool,
     /// Later than now plus the clock tolerance: not a real backup's time, never the newest.
     future: bool,
+    /// Its integrity record is stored beside it; without one the backup is unverified.
+    recorded: bool,
 }
 
 pub async fn run(args: &ListArgs) -> Result<()> {
@@ -50,8 +53,16 @@ pub async fn run(args: &ListArgs) -> Result<()> {
             compression: b.id.codec.compression.name(),
             encrypted: b.id.codec.encrypted,
             future: store::is_future(b, &now),
+            recorded: b.recorded,
         })
         .collect();
+    let unrecorded = rows.iter().filter(|r| !r.recorded).count();
+    if unrecorded > 0 {
+        output::warn(format_args!(
+            "{unrecorded} of {} backups have no integrity record (`KEY.json`), so they are unverified: the backup stopped before writing it, an older pg-s3-backup wrote them (verify and restore accept the sha256 metadata it attached), or they are not this tool's",
+            rows.len()
+        ));
+    }
     for r in rows.iter().filter(|r| r.future) {
         output::warn(format_args!(
             "{} is dated {}, in the future: it is not counted as a backup time (written by a machine with a wrong clock, or planted)",
@@ -80,11 +91,16 @@ pub async fn run(args: &ListArgs) -> Result<()> {
             HumanDuration(std::time::Duration::from_secs(r.age_seconds.max(0) as u64)).to_string()
         };
         output::data_line(format_args!(
-            "{:width$}  {:20}  {:>14}  {:>10}",
+            "{:width$}  {:20}  {:>14}  {:>10}{}",
             r.key,
             r.time,
             age,
-            HumanBytes(r.size).to_string()
+            HumanBytes(r.size).to_string(),
+            if r.recorded {
+                ""
+            } else {
+                "  unverified: no record"
+            }
         ));
     }
     Ok(())

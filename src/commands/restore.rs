@@ -19,7 +19,9 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
     let bucket = &cfg.s3.bucket;
     match &cfg.destination {
         Destination::Stdout => {
-            let opened = download::open(&client, bucket, &cfg.s3.prefix, &key, identities).await?;
+            let mut opened =
+                download::open(&client, bucket, &cfg.s3.prefix, &key, identities).await?;
+            opened.accept_unverified = cfg.unverified;
             if opened.format == DumpFormat::Plain {
                 output::note(
                     "note: this is the dump as stored; psql runs any meta-command in a script it reads, so feed an object you did not write to `restore --target-url`, which runs none",
@@ -43,7 +45,9 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             ));
         }
         Destination::Database(conn) if BackupId::is_globals(&cfg.s3.prefix, &key) => {
-            let restored = restore::globals_into(&client, &cfg.s3, &key, conn, identities).await?;
+            let restored =
+                restore::globals_into(&client, &cfg.s3, &key, conn, identities, cfg.unverified)
+                    .await?;
             let existing = match restored.existing.len() {
                 0 => String::new(),
                 n => format!(
@@ -60,8 +64,16 @@ pub async fn run(args: &RestoreArgs) -> Result<()> {
             ));
         }
         Destination::Database(conn) => {
-            let restored =
-                restore::into(&client, &cfg.s3, &key, conn, cfg.force, identities).await?;
+            let restored = restore::into(
+                &client,
+                &cfg.s3,
+                &key,
+                conn,
+                cfg.force,
+                identities,
+                cfg.unverified,
+            )
+            .await?;
             output::data_line(format_args!(
                 "restored s3://{bucket}/{key} into `{}`: {} tables, {} bytes of dump, sha256 {}",
                 restored.database,

@@ -13,9 +13,20 @@ pub async fn run(args: &VerifyArgs) -> Result<()> {
     let key = select::key(&client, &cfg.s3, &cfg.which).await?;
     let identities = cfg.identities.as_ref();
     download::check_decryptable(&cfg.s3.prefix, &key, identities)?;
-    output::data_line(&verify::key(&client, &cfg.s3, &key, identities, None).await?);
+    output::data_line(
+        &verify::key(&client, &cfg.s3, &key, identities, None, cfg.unverified).await?,
+    );
     if let Some(conn) = &cfg.scratch {
-        let restored = restore::into(&client, &cfg.s3, &key, conn, false, identities).await?;
+        let restored = restore::into(
+            &client,
+            &cfg.s3,
+            &key,
+            conn,
+            false,
+            identities,
+            cfg.unverified,
+        )
+        .await?;
         output::data_line(format_args!(
             "restore check: restored into `{}`, {} tables",
             restored.database, restored.tables

@@ -6,7 +6,7 @@ use super::{
     check_bucket, identities_from, normalize_prefix, parse_abort_after, parse_compression,
     parse_format, policy_from, S3Config,
 };
-use crate::cli::{CheckArgs, PolicyArgs, PruneArgs, RestoreArgs, Selection, VerifyArgs};
+use crate::cli::{CheckArgs, PolicyArgs, PruneArgs, Purpose, RestoreArgs, Selection, VerifyArgs};
 use crate::crypt::Identities;
 use crate::error::usage;
 use crate::iam::{Features, GitHubTrust, Subject};
@@ -111,6 +111,8 @@ pub struct RestoreConfig {
     pub force: bool,
     /// For encrypted backups.
     pub identities: Option<Identities>,
+    /// `--unverified`: a backup without an integrity record is accepted.
+    pub unverified: bool,
 }
 
 impl RestoreConfig {
@@ -133,6 +135,7 @@ impl RestoreConfig {
             destination,
             force: args.force,
             identities: identities_from(args.age_identity.as_deref())?,
+            unverified: args.which.unverified,
         })
     }
 }
@@ -145,6 +148,8 @@ pub struct VerifyConfig {
     pub scratch: Option<ConnInfo>,
     /// For encrypted backups.
     pub identities: Option<Identities>,
+    /// `--unverified`: a backup without an integrity record is accepted.
+    pub unverified: bool,
 }
 
 impl VerifyConfig {
@@ -172,6 +177,7 @@ impl VerifyConfig {
                 })
                 .transpose()?,
             identities: identities_from(args.age_identity.as_deref())?,
+            unverified: args.which.unverified,
         })
     }
 }
@@ -265,14 +271,21 @@ impl PolicyConfig {
         Ok(Self {
             bucket: check_bucket(&args.bucket)?,
             prefix: normalize_prefix(&args.prefix)?,
-            features: Features {
-                prune: args.prune,
-                restore: args.restore,
-                restore_latest: args.latest,
-                minimal: args.minimal,
-            },
+            features: features(args),
             github: github_trust(args)?,
         })
+    }
+}
+
+/// The purposes asked for: `--purpose`, plus the older `--prune` and `--restore` (each with
+/// backup); backup alone when none is given.
+fn features(args: &PolicyArgs) -> Features {
+    let has = |p: Purpose| args.purpose.contains(&p);
+    let legacy = args.prune || args.restore;
+    Features {
+        backup: has(Purpose::Backup) || legacy || args.purpose.is_empty(),
+        prune: has(Purpose::Prune) || args.prune,
+        restore: has(Purpose::Restore) || args.restore,
     }
 }
 
@@ -282,9 +295,10 @@ fn github_trust(args: &PolicyArgs) -> Result<Option<GitHubTrust>> {
         if args.account_id.is_some()
             || args.github_ref.is_some()
             || args.github_environment.is_some()
+            || args.any_ref
         {
             return Err(usage!(
-                "--account-id, --github-ref and --github-environment need --github-repo ORG/REPO"
+                "--account-id, --github-ref, --github-environment and --any-ref need --github-repo ORG/REPO"
             ));
         }
         return Ok(None);
@@ -328,7 +342,12 @@ fn github_trust(args: &PolicyArgs) -> Result<Option<GitHubTrust>> {
             }
             Subject::Environment(e.clone())
         }
-        (None, None) => Subject::AnyOfRepo,
+        (None, None) if args.any_ref => Subject::AnyRef,
+        (None, None) => {
+            return Err(usage!(
+                "--github-repo {repo} alone would let every branch, tag and pull request of the repository assume the role: pin it with --github-ref refs/heads/main or --github-environment NAME, or pass --any-ref to trust them all"
+            ))
+        }
     };
     Ok(Some(GitHubTrust {
         repo: repo.clone(),
@@ -373,6 +392,7 @@ mod tests {
             globals: false,
             latest: at.is_none(),
             at: at.map(str::to_string),
+            unverified: false,
         };
         assert_eq!(
             Which::from_args(&sel(Some("k"), None, None)).unwrap(),

@@ -1,19 +1,23 @@
 //! The backup once its key is claimed: plan the parts, run the stream (`ops::pipeline`) with the
 //! lock's heartbeat and the progress line going, then complete the upload only if the stream
-//! ended whole and no signal came; on anything else abort it. The lock is released either way.
-//! It does not verify, prune or print the outcome.
+//! ended whole and no signal came, and write its integrity record (`record`); on anything else
+//! abort it. The lock is released either way (where the role may delete it). It does not
+//! verify, prune or print the outcome.
 
 use crate::compress;
 use crate::config::BackupConfig;
 use crate::error::Interrupted;
+use crate::layout::BackupId;
 use crate::layout::Series;
 use crate::ops::claim::{self, Claim};
 use crate::ops::job::Job;
 use crate::ops::pipeline::{self, Ready};
 use crate::output;
 use crate::progress::{Counters, Reporter};
+use crate::record::{About, Record};
+use crate::s3;
 use crate::signals;
-use crate::upload::{ObjectSpec, PartSizer, Uploader};
+use crate::upload::{AbortFailed, ObjectSpec, PartSizer, Uploader, RUN_METADATA};
 use anyhow::Result;
 use indicatif::HumanBytes;
 use std::collections::HashMap;
@@ -23,8 +27,9 @@ use std::sync::Arc;
 pub struct Stored {
     pub uri: String,
     pub sha256: String,
-    /// False when sha256/raw-size could not be attached as object metadata (a warning said so).
-    pub metadata_complete: bool,
+    /// Why the integrity record could not be written, when it could not: the backup is
+    /// complete but unverified.
+    pub unrecorded: Option<anyhow::Error>,
     pub counters: Arc<Counters>,
     /// The plan's part size.
     pub part_size: u64,
@@ -43,7 +48,7 @@ pub async fn store(
         bucket: cfg.s3.bucket.clone(),
         key: claim.key.clone(),
         content_type: cfg.codec().content_type(),
-        metadata: base_metadata(cfg, job),
+        metadata: base_metadata(cfg, job, &claim.run),
         storage_class: cfg.object.storage_class.clone(),
         sse: cfg.object.sse.clone(),
         sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
@@ -83,14 +88,26 @@ pub async fn store(
         None => Ok(r),
     });
     let result = match ready {
-        Ok(ready) => commit(&mut uploader, ready).await,
+        Ok(ready) => match commit(&mut uploader, ready).await {
+            Ok(sha256) => {
+                let size = counters.compressed();
+                let unrecorded = record(client, cfg, job, claim, &sha256, size, counters.raw())
+                    .await
+                    .err();
+                Ok((sha256, unrecorded))
+            }
+            Err(e) => Err(e),
+        },
         // The commit was never sent: nothing is visible, and the error says what the abort
         // did with the parts.
         Err(e) => Err(match uploader.abort().await {
             Ok(()) => e.context("the upload was aborted and nothing was stored"),
             Err(abort_err) => {
                 output::warn(format_args!("{abort_err:#}"));
-                e.context("the upload could not be aborted: its parts stay stored until removed (see the warning above)")
+                let cause = abort_err
+                    .downcast_ref::<AbortFailed>()
+                    .map_or_else(|| format!("{abort_err:#}"), |a| a.cause.clone());
+                e.context(format!("the upload could not be aborted: its parts stay stored until removed (see the warning above; {cause})"))
             }
         }),
     };
@@ -100,11 +117,11 @@ pub async fn store(
         let _ = h.await;
     }
     claim::release(client, &cfg.s3.bucket, claim).await;
-    let (sha256, metadata_complete) = result?;
+    let (sha256, unrecorded) = result?;
     Ok(Stored {
         uri: uploader.uri(),
         sha256,
-        metadata_complete,
+        unrecorded,
         counters,
         part_size: sizer.part_size(),
     })
@@ -115,12 +132,8 @@ pub async fn store(
 /// dropped CompleteMultipartUpload may have taken effect, and "nothing was stored" would then be
 /// a lie. A failed commit says itself what became of the key (`Uploader::commit`), so its error
 /// gets no claim about the parts; the upload is still aborted, if it is there.
-async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<(String, bool)> {
-    let Ready {
-        staged,
-        extra,
-        sha256,
-    } = ready;
+async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<String> {
+    let Ready { staged, sha256 } = ready;
     let pending = signals::pending(
         format!(
             "the backup's final request for {} was sent and not answered: the backup may be complete; check with `pg-s3-backup list` and `verify` before relying on it or deleting it",
@@ -128,10 +141,10 @@ async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<(String, bool)>
         ),
         Vec::new(),
     );
-    let committed = uploader.commit(staged, extra).await;
+    let committed = uploader.commit(staged).await;
     drop(pending);
     match committed {
-        Ok(attached) => Ok((sha256, attached)),
+        Ok(()) => Ok(sha256),
         Err(e) => {
             if let Err(abort_err) = uploader.abort().await {
                 output::warn(format_args!("{abort_err:#}"));
@@ -141,9 +154,56 @@ async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<(String, bool)>
     }
 }
 
+/// Writes the integrity record of the complete backup at `claim.key`: PutObject only, never
+/// reading anything back, so a role that may only write leaves one. It is written over
+/// whatever is at its key: the backup's conditional write proved the key this run's, so a
+/// record already there was planted.
+async fn record(
+    client: &aws_sdk_s3::Client,
+    cfg: &BackupConfig,
+    job: &Job,
+    claim: &Claim,
+    sha256: &str,
+    size: u64,
+    raw_size: u64,
+) -> Result<()> {
+    let about = About {
+        kind: job.series.kind(),
+        database: job.series.database(),
+        format: job.format(cfg),
+        codec: cfg.codec(),
+        compression_level: cfg.compress.level(),
+        age_recipients: cfg.recipients.as_ref().map(|r| r.len()),
+        server_version: &job.server.version_text,
+        pg_dump_version: &job.tool.version_text,
+        run: &claim.run,
+    };
+    let body = Record::new(&claim.key, &about, sha256, size, raw_size).to_bytes();
+    let key = BackupId::record_key(&claim.key);
+    let uri = format!("s3://{}/{key}", cfg.s3.bucket);
+    client
+        .put_object()
+        .bucket(&cfg.s3.bucket)
+        .key(&key)
+        .content_type("application/json")
+        // Bucket policies that require encryption apply to the record too.
+        .set_server_side_encryption(cfg.object.sse.clone())
+        .set_ssekms_key_id(cfg.object.sse_kms_key_id.clone())
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| {
+            s3::describe("PutObject (integrity record)", &uri, &e).context(format!(
+                "the backup s3://{}/{} is complete, but its integrity record was not written, so verify and restore take it for unverified (pass --unverified to read it) and nothing was pruned; run the backup again",
+                cfg.s3.bucket, claim.key
+            ))
+        })?;
+    Ok(())
+}
+
 /// Metadata known before the upload starts. S3 metadata is ASCII only, so values are
 /// percent-encoded where needed.
-fn base_metadata(cfg: &BackupConfig, job: &Job) -> HashMap<String, String> {
+fn base_metadata(cfg: &BackupConfig, job: &Job, run: &str) -> HashMap<String, String> {
     let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
     let mut meta = HashMap::from([
         ("format".into(), job.format(cfg).name().into()),
@@ -154,6 +214,7 @@ fn base_metadata(cfg: &BackupConfig, job: &Job) -> HashMap<String, String> {
             "tool-version".into(),
             format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
         ),
+        (RUN_METADATA.into(), run.into()),
     ]);
     if let Some(database) = job.series.database() {
         meta.insert("database".into(), ascii(database));

@@ -1,6 +1,7 @@
 //! The key claim: which key a backup writes, and the lock object `{key}.lock` that holds it
-//! while the backup runs (written only if absent, rewritten as a heartbeat, deleted at the
-//! end). It never writes the backup itself; `ops::backup` does.
+//! while the backup runs (written only if absent, rewritten as a heartbeat, deleted at the end
+//! where the role may delete; a write-only role leaves it, and prune removes it once spent).
+//! It never writes the backup itself; `ops::backup` does.
 
 use crate::config::{ObjectOptions, S3Config};
 use crate::layout::BackupId;
@@ -210,14 +211,20 @@ pub fn heartbeat(
     }))
 }
 
-/// Deletes the lock once the object is complete or the upload aborted. A lock left behind (no
-/// s3:DeleteObject) only reserves a key from the past; it warns and the backup stands.
+/// Deletes the lock once the object is complete or the upload aborted. The backup role needs
+/// no s3:DeleteObject: a lock it may not delete stays, reserving only a key from the past,
+/// until prune removes it (spent once its backup is listed, stale after
+/// `--abort-incomplete-after` otherwise). Any other failure warns; the backup stands.
 pub async fn release(client: &aws_sdk_s3::Client, bucket: &str, claim: &Claim) {
     let Some(lock) = &claim.lock else { return };
-    if let Err(e) = client.delete_object().bucket(bucket).key(lock).send().await {
-        let err = s3::describe("DeleteObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
-        output::warn(format_args!(
-            "{err}; the lock only reserved this backup's key and may be deleted by hand"
-        ));
+    match client.delete_object().bucket(bucket).key(lock).send().await {
+        Ok(_) => {}
+        Err(e) if s3::is_denied(&e) => {}
+        Err(e) => {
+            let err = s3::describe("DeleteObject (lock)", &format!("s3://{bucket}/{lock}"), &e);
+            output::warn(format_args!(
+                "{err}; the lock only reserved this backup's key, and prune removes it"
+            ));
+        }
     }
 }

@@ -14,7 +14,6 @@ use crate::upload::{Staged, Uploader};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -73,21 +72,12 @@ pub async fn run(
         )
     })?;
     debug_assert_eq!(raw_bytes, counters.raw());
-    let extra = HashMap::from([
-        ("sha256".to_string(), sha256.clone()),
-        ("raw-size".to_string(), raw_bytes.to_string()),
-    ]);
-    Ok(Ready {
-        staged,
-        extra,
-        sha256,
-    })
+    Ok(Ready { staged, sha256 })
 }
 
 /// A complete dump, every part uploaded: what `Uploader::commit` needs to make it the object.
 pub struct Ready {
     pub staged: Staged,
-    pub extra: HashMap<String, String>,
     pub sha256: String,
 }
 

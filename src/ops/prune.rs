@@ -7,7 +7,7 @@
 
 use crate::clock::Now;
 use crate::config::{BackupConfig, S3Config};
-use crate::layout::Series;
+use crate::layout::{BackupId, Companion, Series};
 use crate::retention::{Backup, Decision, Policy};
 use crate::store::{self, Aborted};
 use crate::{output, s3, signals};
@@ -36,13 +36,29 @@ pub struct Report {
     pub aborted_uploads: Vec<String>,
     /// Keys dated later than now plus the clock tolerance: not counted, not deleted.
     pub future: Vec<String>,
-    /// Lock objects of backups that started before `--abort-incomplete-after` (a killed run's).
+    /// Lock objects deleted: a deleted backup's, a complete backup's (spent), and those of
+    /// backups that started before `--abort-incomplete-after` and never completed (a killed
+    /// run's).
     pub removed_locks: Vec<String>,
+    /// Integrity records deleted: a deleted backup's, and those from before
+    /// `--abort-incomplete-after` whose backup is gone.
+    pub removed_records: Vec<String>,
     /// A signal stopped the deletions: only `deleted` were deleted, the rest were not sent.
     pub interrupted: bool,
 }
 
 impl Report {
+    /// Sorts deleted keys into backups, locks and records.
+    fn file_companions(&mut self, prefix: &str, deleted: Vec<String>) {
+        for key in deleted {
+            match BackupId::companion_of(prefix, &key) {
+                Some((_, Companion::Record)) => self.removed_records.push(key),
+                Some((_, Companion::Lock)) => self.removed_locks.push(key),
+                None => self.deleted.push(key),
+            }
+        }
+    }
+
     /// What a signal left done and undone, for the error line.
     pub fn stopped(&self) -> String {
         let planned = self
@@ -89,11 +105,16 @@ pub async fn clean_up(
         .ok()
         .and_then(|age| Now::read().reference().checked_sub_signed(age))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-    let locks = store::locks(client, &cfg.bucket, &cfg.prefix, before).await?;
-    let removed = store::delete(client, &cfg.bucket, &locks.stale).await?;
-    report.removed_locks = removed.deleted;
+    let left = store::leftovers(client, &cfg.bucket, &cfg.prefix, before).await?;
+    let doomed: Vec<String> = [&left.spent, &left.stale, &left.orphans]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let removed = store::delete(client, &cfg.bucket, &doomed).await?;
+    report.file_companions(&cfg.prefix, removed.deleted);
     report.failed.extend(removed.failed);
-    match store::abort_stale_uploads(client, &cfg.bucket, &cfg.prefix, before, &locks.alive).await? {
+    match store::abort_stale_uploads(client, &cfg.bucket, &cfg.prefix, before, &left.alive).await? {
         Aborted::Done(keys) => report.aborted_uploads = keys,
         Aborted::Unsupported => crate::output::note(
             "note: this store does not implement ListMultipartUploads, so stale multipart uploads were not checked",
@@ -127,7 +148,11 @@ pub async fn prune(
     }
     if let Some(e) = &expect {
         match listed.iter().find(|l| l.key == e.key) {
-            Some(l) if l.size == e.size => {}
+            Some(l) if l.size == e.size && l.recorded => {}
+            Some(l) if l.size == e.size => bail!(
+                "the new backup {} is listed without its integrity record: nothing was pruned; the store's listing may lag behind its writes, so run prune later",
+                l.key
+            ),
             Some(l) => bail!(
                 "the new backup {} is listed with {} bytes but {} were sent: nothing was pruned; check it with `pg-s3-backup verify --key KEY`",
                 e.key,
@@ -141,6 +166,10 @@ pub async fn prune(
         }
     }
     let mut by_series: BTreeMap<Series, Vec<Backup>> = BTreeMap::new();
+    let companions: std::collections::HashMap<String, Vec<String>> = listed
+        .iter()
+        .map(|l| (l.key.clone(), l.companions.clone()))
+        .collect();
     for l in listed {
         by_series
             .entry(l.id.series.clone())
@@ -162,16 +191,20 @@ pub async fn prune(
         let decisions = policy.apply(&backups, &protect)?;
         report.plans.push(Plan { series, decisions });
     }
+    // Each backup goes with its record and lock, in the same request.
     let doomed: Vec<String> = report
         .plans
         .iter()
         .flat_map(|p| &p.decisions)
         .filter(|d| !d.keep)
-        .map(|d| d.key.clone())
+        .flat_map(|d| {
+            let with = companions.get(&d.key).into_iter().flatten();
+            std::iter::once(d.key.clone()).chain(with.cloned())
+        })
         .collect();
     if !dry_run && !doomed.is_empty() {
         let result = store::delete(client, &cfg.bucket, &doomed).await?;
-        report.deleted = result.deleted;
+        report.file_companions(&cfg.prefix, result.deleted);
         report.failed = result.failed;
         report.interrupted = result.stopped;
     }

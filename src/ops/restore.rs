@@ -45,6 +45,7 @@ pub async fn into(
     conn: &ConnInfo,
     force: bool,
     identities: Option<&Identities>,
+    accept_unverified: bool,
 ) -> Result<Restored> {
     download::check_decryptable(&cfg.prefix, key, identities)?;
     if BackupId::is_globals(&cfg.prefix, key) {
@@ -62,9 +63,10 @@ pub async fn into(
     }
     let nothing = || format!("nothing was restored into `{}`", server.database);
     // A wrong identity or a damaged age header fails here, before the target is touched.
-    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
+    let mut opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
         .await
         .with_context(nothing)?;
+    opened.accept_unverified = accept_unverified;
     let target = Target::begin(conn).await?;
     if let Some(role) = target.powerful_role().await? {
         output::warn(format_args!(
@@ -108,13 +110,15 @@ pub async fn globals_into(
     key: &str,
     conn: &ConnInfo,
     identities: Option<&Identities>,
+    accept_unverified: bool,
 ) -> Result<RestoredGlobals> {
     download::check_decryptable(&cfg.prefix, key, identities)?;
     preflight::check(conn).await?;
     let nothing = || format!("nothing was restored to {}", conn.display_host());
-    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
+    let mut opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities)
         .await
         .with_context(nothing)?;
+    opened.accept_unverified = accept_unverified;
     let mut collect = Collect {
         script: Script::globals(),
         events: Vec::new(),

@@ -1,5 +1,5 @@
-//! Verification: stream a backup and check it is whole without restoring it: the sha256 matches
-//! the metadata, the encryption authenticates (an encrypted backup), the compressed stream
+//! Verification: stream a backup and check it is whole without restoring it: the size and
+//! sha256 match its integrity record (or, for older backups, the sha256 metadata), the encryption authenticates (an encrypted backup), the compressed stream
 //! decodes fully (gzip CRC and length, or the zstd frame's checksum), and the dump is complete
 //! (plain: the restore's own script reader accepts it, pg_dump's header and trailer included;
 //! custom: `pg_restore --file=-` turns it into a script that reader accepts). Without an
@@ -20,24 +20,20 @@ pub async fn key(
     key: &str,
     identities: Option<&Identities>,
     sent_sha256: Option<&str>,
+    accept_unverified: bool,
 ) -> Result<String> {
     let (_, codec) = download::kind_of(&cfg.prefix, key);
     if codec.encrypted && identities.is_none() {
-        let opened = download::open_stored(client, &cfg.bucket, key).await?;
-        let has_sha = opened.expected_sha256.is_some();
+        let opened = download::open_stored(client, &cfg.bucket, &cfg.prefix, key).await?;
         let streamed = download::stream_stored(opened, sent_sha256).await?;
-        let matches = if has_sha {
-            "its metadata"
-        } else {
-            "the bytes this backup sent"
-        };
+        let matches = streamed.matched.unwrap_or("the bytes this backup sent");
         return Ok(format!(
             "ok: s3://{}/{key}: {} bytes stored, sha256 matches {matches}; it is encrypted and this host holds no identity, so its contents were not checked: run `pg-s3-backup verify --age-identity KEY_FILE` where the identity is kept",
             cfg.bucket, streamed.stored_bytes
         ));
     }
-    let opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities).await?;
-    let has_sha = opened.expected_sha256.is_some();
+    let mut opened = download::open(client, &cfg.bucket, &cfg.prefix, key, identities).await?;
+    opened.accept_unverified = accept_unverified;
     let what = match opened.globals {
         true => "globals script",
         false => "dump",
@@ -58,10 +54,9 @@ pub async fn key(
             download::stream_archive(opened, &tool.path, &mut Check::default()).await?
         }
     };
-    let sha_note = if has_sha {
-        "sha256 matches its metadata"
-    } else {
-        "no sha256 metadata to compare"
+    let sha_note = match streamed.matched {
+        Some(source) => format!("sha256 matches {source}"),
+        None => "unverified: no integrity record to compare (accepted with --unverified)".into(),
     };
     let stream_note = match codec.compression {
         Compression::Gzip => "gzip CRC and length good",

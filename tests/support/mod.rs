@@ -71,6 +71,31 @@ impl Store {
         self.put_with(bucket, key, body, &[]).await
     }
 
+    /// The integrity record `backup` would write for `body` stored at `key` (`KEY.json`), so
+    /// that a planted backup counts as recorded.
+    pub async fn put_record(self, bucket: &str, key: &str, body: &[u8]) {
+        use pg_s3_backup::layout::Codec;
+        use pg_s3_backup::record::{About, Record};
+        use sha2::Digest;
+        let file = key.rsplit('/').next().unwrap();
+        let (_, format, codec) = Codec::of_name(file).expect("a backup's key");
+        let about = About {
+            kind: "database",
+            database: None,
+            format,
+            codec,
+            compression_level: 6,
+            age_recipients: None,
+            server_version: "15",
+            pg_dump_version: "15",
+            run: "planted",
+        };
+        let sha = hex::encode(sha2::Sha256::digest(body));
+        let record = Record::new(key, &about, &sha, body.len() as u64, 0);
+        self.put(bucket, &format!("{key}.json"), record.to_bytes())
+            .await
+    }
+
     /// [`Store::put`] with user metadata.
     pub async fn put_with(
         self,
@@ -131,7 +156,29 @@ impl Store {
     }
 
     /// Every key in the bucket.
+    /// Every key in the bucket but the integrity records (`KEY.json`) of the backups listed
+    /// with them: what a test of anything else expects to find. An orphan record is kept.
     pub async fn keys_in(self, bucket: &str) -> Vec<String> {
+        let all = self.all_keys_in(bucket).await;
+        let present: std::collections::HashSet<&String> = all.iter().collect();
+        all.iter()
+            .filter(|k| {
+                k.strip_suffix(".json")
+                    .is_none_or(|backup| !present.contains(&backup.to_string()))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The integrity record `backup` wrote beside `key` (`KEY.json`), parsed.
+    pub async fn record(self, bucket: &str, key: &str) -> serde_json::Value {
+        let (body, _, content_type) = self.get(bucket, &format!("{key}.json")).await;
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{key}");
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{key}.json: {e}"))
+    }
+
+    /// Every key in the bucket.
+    pub async fn all_keys_in(self, bucket: &str) -> Vec<String> {
         let mut pages = self
             .client()
             .list_objects_v2()
