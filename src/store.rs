@@ -304,32 +304,44 @@ pub async fn leftovers(
     before: DateTime<Utc>,
 ) -> Result<Leftovers> {
     let objects = list_objects(client, bucket, prefix).await?;
-    let backups: std::collections::HashSet<&str> = objects
-        .iter()
-        .filter(|(key, _, _)| BackupId::parse(prefix, key).is_some())
-        .map(|(key, _, _)| key.as_str())
-        .collect();
-    let mut out = Leftovers::default();
-    for (key, _, stored) in &objects {
-        let Some((backup, companion)) = BackupId::companion_of(prefix, key) else {
-            continue;
-        };
-        let Some(id) = BackupId::parse(prefix, backup) else {
-            continue;
-        };
-        // A store that gives no LastModified leaves the key's own time.
-        let old = id.time < before && stored.is_none_or(|t| t < before);
-        match companion {
-            Companion::Lock if backups.contains(backup) => out.spent.push(key.clone()),
-            Companion::Lock if old => out.stale.push(key.clone()),
-            Companion::Lock => {
-                out.alive.insert(backup.to_string());
+    Ok(Leftovers::of(prefix, &objects, before))
+}
+
+impl Leftovers {
+    /// Sorts the lock and record objects of one listing of `prefix`.
+    fn of(
+        prefix: &str,
+        objects: &[(String, u64, Option<DateTime<Utc>>)],
+        before: DateTime<Utc>,
+    ) -> Self {
+        let backups: std::collections::HashSet<&str> = objects
+            .iter()
+            .filter(|(key, _, _)| BackupId::parse(prefix, key).is_some())
+            .map(|(key, _, _)| key.as_str())
+            .collect();
+        let mut out = Self::default();
+        for (key, _, stored) in objects {
+            let Some((backup, companion)) = BackupId::companion_of(prefix, key) else {
+                continue;
+            };
+            let Some(id) = BackupId::parse(prefix, backup) else {
+                continue;
+            };
+            // A store that gives no LastModified leaves the key's own time.
+            let old = id.time < before && stored.is_none_or(|t| t < before);
+            let complete = backups.contains(backup);
+            match companion {
+                Companion::Lock if complete => out.spent.push(key.clone()),
+                Companion::Lock if old => out.stale.push(key.clone()),
+                Companion::Lock => {
+                    out.alive.insert(backup.to_string());
+                }
+                Companion::Record if old && !complete => out.orphans.push(key.clone()),
+                Companion::Record => {}
             }
-            Companion::Record if old && !backups.contains(backup) => out.orphans.push(key.clone()),
-            Companion::Record => {}
         }
+        out
     }
-    Ok(out)
 }
 
 /// What happened to stale multipart uploads.
@@ -437,6 +449,40 @@ mod tests {
             recorded: true,
             companions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn locks_and_records_are_sorted_by_their_backup_and_age() {
+        let at = |h| Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
+        let key = |h| BackupId::new("app", at(h), DumpFormat::Plain).key("p/");
+        let obj = |k: String, h| (k, 1, Some(at(h)));
+        let before = at(10);
+        let objects = vec![
+            // Complete, its lock left by a write-only role: spent, whatever its age.
+            obj(key(11), 11),
+            obj(format!("{}.lock", key(11)), 11),
+            obj(format!("{}.json", key(11)), 11),
+            // Never completed, old: stale. Young: alive.
+            obj(format!("{}.lock", key(2)), 2),
+            obj(format!("{}.lock", key(12)), 12),
+            // An old backup still running rewrote its lock lately: alive.
+            obj(format!("{}.lock", key(3)), 12),
+            // Records without their backup: old ones go, a young one stays (its backup may be
+            // one the listing passed just before it completed).
+            obj(format!("{}.json", key(4)), 4),
+            obj(format!("{}.json", key(5)), 12),
+            // Not this tool's.
+            obj("p/app/notes.json".to_string(), 1),
+            obj("p/app/notes.lock".to_string(), 1),
+            obj(format!("{}.json.json", key(4)), 1),
+        ];
+        let left = Leftovers::of("p/", &objects, before);
+        assert_eq!(left.spent, [format!("{}.lock", key(11))]);
+        assert_eq!(left.stale, [format!("{}.lock", key(2))]);
+        assert_eq!(left.orphans, [format!("{}.json", key(4))]);
+        let mut alive: Vec<&String> = left.alive.iter().collect();
+        alive.sort();
+        assert_eq!(alive, [&key(3), &key(12)]);
     }
 
     #[test]
