@@ -295,7 +295,7 @@ pub struct Selection {
     pub at: Option<String>,
     /// Accept a backup that has no integrity record (`KEY.json`, written when the backup
     /// completed) nor sha256 metadata: its stream is still checked whole, but not against what
-    /// its backup wrote.
+    /// its backup wrote. An encrypted one needs --age-identity for that.
     #[arg(long)]
     pub unverified: bool,
 }

@@ -390,8 +390,8 @@ pub async fn open(
 }
 
 /// The integrity record of `key`, if one is stored. A record that is there but is not this
-/// tool's, or not this backup's, is an error: the backup is refused before it is read.
-async fn get_record(
+/// tool's, or not this backup's, is an error.
+pub async fn get_record(
     client: &Client,
     bucket: &str,
     key: &str,

@@ -203,6 +203,43 @@ impl Policy {
         Ok(decisions)
     }
 
+    /// [`Policy::apply`], where a backup outside `recorded` (one without its integrity record:
+    /// unverified, see `record`) never takes a recorded backup's place. A backup is kept when
+    /// the policy over all backups keeps it, or, if it is recorded, when the policy over the
+    /// recorded backups alone keeps it (its reasons then say `of recorded`). So unrecorded
+    /// backups (runs whose record write failed, or keys planted without one) are deleted as
+    /// before once the policy lets them go, but a run of them cannot push out the verified
+    /// backups a restore would need.
+    pub fn apply_recorded(
+        &self,
+        backups: &[Backup],
+        recorded: &HashSet<&str>,
+        protect: &[&str],
+    ) -> Result<Vec<Decision>> {
+        let mut decisions = self.apply(backups, protect)?;
+        let only: Vec<Backup> = backups
+            .iter()
+            .filter(|b| recorded.contains(b.key.as_str()))
+            .cloned()
+            .collect();
+        if only.is_empty() || only.len() == backups.len() {
+            return Ok(decisions);
+        }
+        let kept: std::collections::HashMap<String, Vec<String>> = self
+            .apply(&only, protect)?
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| (d.key, d.reasons))
+            .collect();
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            if let Some(reasons) = kept.get(&d.key) {
+                d.keep = true;
+                d.reasons = reasons.iter().map(|r| format!("{r} of recorded")).collect();
+            }
+        }
+        Ok(decisions)
+    }
+
     /// The rules that are set, e.g. `keep-last 3, keep-daily 7, keep-within 30d`.
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = RULES
@@ -380,6 +417,47 @@ impl fmt::Display for Span {
 mod tests {
     use super::*;
     use chrono::NaiveDateTime;
+
+    #[test]
+    fn unrecorded_backups_never_push_out_recorded_ones() {
+        // Three newer backups whose record was never written, then three recorded ones.
+        let all = backups(&[
+            "2026-12-06 03:00:00",
+            "2026-12-05 03:00:00",
+            "2026-12-04 03:00:00",
+            "2026-12-03 03:00:00",
+            "2026-12-02 03:00:00",
+            "2026-12-01 03:00:00",
+        ]);
+        let recorded: HashSet<&str> = all[3..].iter().map(|b| b.key.as_str()).collect();
+        let p = policy("keep-last 2");
+        let plain = p.apply(&all, &[]).unwrap();
+        assert_eq!(plain.iter().filter(|d| d.keep).count(), 2);
+        assert!(
+            plain[3..].iter().all(|d| !d.keep),
+            "apply alone deletes every recorded one"
+        );
+        let d = p.apply_recorded(&all, &recorded, &[]).unwrap();
+        let kept: Vec<&str> = d
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.key.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "2026-12-06 03:00:00",
+                "2026-12-05 03:00:00",
+                "2026-12-03 03:00:00",
+                "2026-12-02 03:00:00"
+            ]
+        );
+        assert_eq!(d[3].reasons, ["last of recorded"]);
+        // All recorded, or none: the same plan as apply.
+        let every: HashSet<&str> = all.iter().map(|b| b.key.as_str()).collect();
+        assert_eq!(p.apply_recorded(&all, &every, &[]).unwrap(), plain);
+        assert_eq!(p.apply_recorded(&all, &HashSet::new(), &[]).unwrap(), plain);
+    }
 
     /// `"2024-02-29 12:00:00"` as UTC.
     fn at(s: &str) -> DateTime<Utc> {

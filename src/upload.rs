@@ -268,8 +268,17 @@ impl Uploader {
             match self.send_commit(&staged, &metadata, conditional).await {
                 Ok(()) => break,
                 Err(failed) if conditional && failed.not_implemented => {
-                    if self.existing_run().await.is_some() {
-                        return Err(failed.error);
+                    match self.key_state().await {
+                        KeyState::Free => {}
+                        KeyState::Taken(_) => return Err(failed.error),
+                        // A role that may not read (the write-only backup role) cannot tell
+                        // a free key from a taken one: without the condition it could
+                        // overwrite a backup.
+                        KeyState::Unknown => bail!(
+                            "the store refused If-None-Match on {} ({}), and this role may not read the key to check that it is free: nothing was written, so that no backup is overwritten; grant s3:GetObject on the prefix, or use a store that honours If-None-Match",
+                            failed.op,
+                            self.spec.uri()
+                        ),
                     }
                     crate::output::warn(format_args!(
                         "the store refused If-None-Match on {} ({}): writing it without the condition, since the key is free; a backup started in this same second could still overwrite it",
@@ -278,8 +287,10 @@ impl Uploader {
                     ));
                     conditional = false;
                 }
-                Err(failed) => match self.existing_run().await {
-                    Some(Some(run)) if self.spec.metadata.get(RUN_METADATA) == Some(&run) => {
+                Err(failed) => match self.key_state().await {
+                    KeyState::Taken(Some(run))
+                        if self.spec.metadata.get(RUN_METADATA) == Some(&run) =>
+                    {
                         crate::output::warn(format_args!(
                             "{} failed ({:#}), but {} holds this run's object: the store had completed it",
                             failed.op,
@@ -357,19 +368,22 @@ impl Uploader {
         }
     }
 
-    /// The `run` metadata of the object at the key: `None` when there is no object (or it
-    /// cannot be read, e.g. without s3:GetObject), `Some(None)` for an object without it.
-    async fn existing_run(&self) -> Option<Option<String>> {
+    /// Whether an object is at the key, and its `run` metadata.
+    async fn key_state(&self) -> KeyState {
         let s = &self.spec;
-        let head = self
+        match self
             .client
             .head_object()
             .bucket(&s.bucket)
             .key(&s.key)
             .send()
             .await
-            .ok()?;
-        Some(head.metadata().and_then(|m| m.get(RUN_METADATA)).cloned())
+        {
+            Ok(head) => KeyState::Taken(head.metadata().and_then(|m| m.get(RUN_METADATA)).cloned()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => KeyState::Free,
+            // Denied (no s3:GetObject), or no answer.
+            Err(_) => KeyState::Unknown,
+        }
     }
 
     /// Aborts the multipart upload if one was started and not completed; S3 then discards
@@ -414,6 +428,15 @@ impl Uploader {
     pub fn uri(&self) -> String {
         self.spec.uri()
     }
+}
+
+/// What a HeadObject of the backup's key found.
+enum KeyState {
+    Free,
+    /// An object is there, with this `run` metadata if it has one.
+    Taken(Option<String>),
+    /// The role may not read the key, or the store did not answer.
+    Unknown,
 }
 
 /// An abort the store refused: the parts stay stored.

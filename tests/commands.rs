@@ -98,11 +98,71 @@ async fn check_passes_on_a_fresh_backup_and_fails_on_a_stale_or_missing_one() {
         let json = check(store, &bucket, "stale", &["--json", "--max-age", "8d"]).ok();
         assert_eq!(json["key"], stale.as_str());
         assert_eq!(json["unrecorded_newer"], 1);
+        // A record that only exists is not one: it must give the backup's size.
+        let wrong = key_at("wrongsize", Duration::minutes(1));
+        store.put(&bucket, &wrong, b"12345").await;
+        store.put_record(&bucket, &wrong, b"123456").await;
+        check(store, &bucket, "wrongsize", &["--max-age", "26h"]).fails(
+            1,
+            &["is listed with 5 bytes but its integrity record says 6"],
+        );
+        store.put(&bucket, &format!("{wrong}.json"), b"{}").await;
+        check(store, &bucket, "wrongsize", &["--max-age", "26h"]).fails(
+            1,
+            &[
+                "integrity record",
+                "is refused",
+                "not a record this tool writes",
+            ],
+        );
         // With no recorded backup at all, check fails naming the newest.
         let only = key_at("norecord", Duration::minutes(1));
         store.put(&bucket, &only, b"12345").await;
         check(store, &bucket, "norecord", &["--max-age", "26h"])
             .fails(1, &["has its integrity record", &only, "unverified"]);
+    }
+}
+
+/// Backups without their record (runs that died before it, or keys planted without one) never
+/// take a recorded backup's place in the keep rules; a pruned backup goes with its record.
+#[tokio::test]
+async fn unrecorded_backups_never_push_out_recorded_ones() {
+    for store in STORES {
+        let bucket = store.bucket("prune-unrecorded").await;
+        let now = Utc::now();
+        let keys: Vec<String> = (1..=5)
+            .map(|d| BackupId::new("app", now - Duration::days(d), DumpFormat::Plain).key("pg/"))
+            .collect();
+        for key in &keys[..2] {
+            store.put(&bucket, key, b"12345").await;
+        }
+        for key in &keys[2..] {
+            put(store, &bucket, key).await;
+        }
+        let out = crate::support::s3_command(
+            store,
+            &store.endpoint(),
+            "prune",
+            &bucket,
+            &["--keep-last", "2", "--json"],
+        )
+        .run();
+        let report = out.ok();
+        assert_eq!(report["deleted"], json!([keys[4]]), "{store:?}: {report}");
+        assert_eq!(
+            report["removed_records"],
+            json!([format!("{}.json", keys[4])])
+        );
+        let decisions = report["plans"][0]["decisions"].as_array().unwrap();
+        let reasons =
+            |key: &str| decisions.iter().find(|d| d["key"] == key).unwrap()["reasons"].clone();
+        assert_eq!(reasons(&keys[2]), json!(["last of recorded"]), "{report}");
+        assert_eq!(reasons(&keys[0]), json!(["last"]), "{report}");
+        let mut left = store.keys_in(&bucket).await;
+        left.sort();
+        let mut want = keys[..4].to_vec();
+        want.sort();
+        assert_eq!(left, want, "{store:?}");
     }
 }
 

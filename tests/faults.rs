@@ -487,6 +487,43 @@ async fn a_store_without_any_conditional_write_still_takes_backups() {
     on_both_stores(no_conditional_writes).await;
 }
 
+/// The same store, with a role that may not read (every HeadObject denied, as for the
+/// write-only backup role): it cannot know the key is free, so the final write is never sent
+/// without its condition; the backup fails, leaving no object and no open upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_conditional_writes_a_role_that_cannot_read_never_writes_blind() {
+    let store = Store::Moto;
+    let bucket = store.bucket("faults-nocond-blind").await;
+    let proxy = Proxy::without_conditional_writes(&store.endpoint());
+    proxy.fail(
+        Op::HeadObject,
+        1,
+        Fault::Always(Box::new(Fault::Status(403))),
+    );
+    let out = run(backup(store, &bucket, &proxy.url())).await;
+    out.fails(
+        1,
+        &[
+            "refused If-None-Match on CompleteMultipartUpload",
+            "may not read the key",
+            "nothing was written",
+        ],
+    );
+    let objects: Vec<String> = store
+        .all_keys_in(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| !k.ends_with(".lock"))
+        .collect();
+    assert_eq!(objects, Vec::<String>::new());
+    assert_eq!(store.open_uploads(&bucket).await, 0);
+    assert_eq!(
+        proxy.count(Op::CompleteMultipartUpload),
+        1,
+        "never sent without the condition"
+    );
+}
+
 /// A proxy whose first CompleteMultipartUpload answer stalls for 30 s, past the timeout.
 fn answer_of_complete_lost(store: Store) -> Proxy {
     let proxy = Proxy::start(&store.endpoint());

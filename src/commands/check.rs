@@ -1,5 +1,5 @@
 //! `check`: is the newest recorded backup of a database (one with its integrity record, see
-//! `record`) younger than `--max-age`? Exit 0 with its key and age, or 1 with one line saying
+//! `record`, which must be this backup's and give its size) younger than `--max-age`? Exit 0 with its key and age, or 1 with one line saying
 //! why not (for monitors and scheduled workflows). A newer backup without a record is
 //! unverified: it does not count, and a warning names how many there are. With
 //! `--backmon-definition` it prints a backup definition for the backmon monitor instead
@@ -9,7 +9,7 @@ use crate::backmon::{self, Backmon};
 use crate::cli::CheckArgs;
 use crate::clock::Now;
 use crate::config::CheckConfig;
-use crate::{output, s3, store};
+use crate::{download, output, s3, store};
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
@@ -73,6 +73,21 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             first.key
         );
     };
+    // Its record must be this backup's, with its size: a record that only exists is not one.
+    let (format, codec) = (newest.id.format, newest.id.codec);
+    match download::get_record(&client, bucket, &newest.key, (format, codec)).await? {
+        Some(record) if record.size == newest.size => {}
+        Some(record) => bail!(
+            "newest backup of {db} (s3://{bucket}/{}) is listed with {} bytes but its integrity record says {}: the object was changed or cut; check it with `pg-s3-backup verify --key KEY`",
+            newest.key,
+            newest.size,
+            record.size
+        ),
+        None => bail!(
+            "the integrity record of the newest backup of {db} (s3://{bucket}/{}) was deleted while check ran: run check again",
+            newest.key
+        ),
+    }
     if unrecorded_newer > 0 {
         output::warn(format_args!(
             "{unrecorded_newer} newer backups of {db} have no integrity record and do not count (the newest is s3://{bucket}/{}): check that the backup job completes",

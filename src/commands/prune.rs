@@ -26,7 +26,10 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
         bail!(
             "{} of {} deletions failed; first: {key}: {why}: check the key's permissions and run prune again",
             report.failed.len(),
-            report.failed.len() + report.deleted.len()
+            report.failed.len()
+                + report.deleted.len()
+                + report.removed_locks.len()
+                + report.removed_records.len()
         );
     }
     Ok(())
@@ -89,6 +92,9 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
     }
     for key in &report.removed_locks {
         output::data_line(format_args!("removed stale lock {key}"));
+    }
+    for key in &report.removed_records {
+        output::data_line(format_args!("removed integrity record {key}"));
     }
     for key in &report.future {
         output::data_line(format_args!("left alone (dated in the future): {key}"));

@@ -166,6 +166,12 @@ pub async fn prune(
         }
     }
     let mut by_series: BTreeMap<Series, Vec<Backup>> = BTreeMap::new();
+    let recorded: std::collections::HashSet<String> = listed
+        .iter()
+        .filter(|l| l.recorded)
+        .map(|l| l.key.clone())
+        .collect();
+    let recorded = recorded.iter().map(String::as_str).collect();
     let companions: std::collections::HashMap<String, Vec<String>> = listed
         .iter()
         .map(|l| (l.key.clone(), l.companions.clone()))
@@ -188,25 +194,38 @@ pub async fn prune(
         ..Report::default()
     };
     for (series, backups) in by_series {
-        let decisions = policy.apply(&backups, &protect)?;
+        // A backup without its integrity record never takes a recorded backup's place.
+        let decisions = policy.apply_recorded(&backups, &recorded, &protect)?;
         report.plans.push(Plan { series, decisions });
     }
-    // Each backup goes with its record and lock, in the same request.
     let doomed: Vec<String> = report
         .plans
         .iter()
         .flat_map(|p| &p.decisions)
         .filter(|d| !d.keep)
-        .flat_map(|d| {
-            let with = companions.get(&d.key).into_iter().flatten();
-            std::iter::once(d.key.clone()).chain(with.cloned())
-        })
+        .map(|d| d.key.clone())
         .collect();
     if !dry_run && !doomed.is_empty() {
         let result = store::delete(client, &cfg.bucket, &doomed).await?;
-        report.file_companions(&cfg.prefix, result.deleted);
+        report.deleted = result.deleted;
         report.failed = result.failed;
         report.interrupted = result.stopped;
+        // Then the records and locks of the backups that are gone, never of one still there:
+        // a backup whose deletion failed keeps its record. Any left by a stop are orphans that
+        // a later cleanup removes.
+        let with: Vec<String> = report
+            .deleted
+            .iter()
+            .filter_map(|k| companions.get(k))
+            .flatten()
+            .cloned()
+            .collect();
+        if !report.interrupted && !with.is_empty() {
+            let result = store::delete(client, &cfg.bucket, &with).await?;
+            report.file_companions(&cfg.prefix, result.deleted);
+            report.failed.extend(result.failed);
+            report.interrupted = result.stopped;
+        }
     }
     Ok(report)
 }
@@ -254,7 +273,10 @@ pub async fn after_backup(
                 output::warn(format_args!(
                     "the backup is complete, but {} of {} deletions failed; first: {key}: {why}",
                     report.failed.len(),
-                    report.failed.len() + report.deleted.len() + report.removed_locks.len()
+                    report.failed.len()
+                        + report.deleted.len()
+                        + report.removed_locks.len()
+                        + report.removed_records.len()
                 ));
             }
             Ok(Some(report))
