@@ -408,6 +408,10 @@ pub async fn get_record(
     {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        // AWS answers 403 for a missing key to a role whose s3:ListBucket does not cover the
+        // request (the reader's is limited by s3:prefix). Taken for no record, which only ever
+        // makes the backup count as unverified, never as verified.
+        Err(e) if s3::is_denied(&e) => return Ok(None),
         Err(e) => return Err(describe("GetObject (integrity record)", &uri, &e)),
     };
     let refused = |why: anyhow::Error| {
@@ -486,7 +490,7 @@ async fn get(
 /// The error for a backup with nothing to check its bytes against.
 fn unverified(key: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "{key} has no integrity record ({}) and no sha256 metadata, so its bytes cannot be checked against what its backup wrote: it is unverified (its backup stopped before the record was written, or it is not this tool's); restore another backup (see `pg-s3-backup list`), or pass --unverified to accept it",
+        "{key} has no integrity record ({}) that this role can read, and no sha256 metadata, so its bytes cannot be checked against what its backup wrote: it is unverified (its backup stopped before the record was written, or it is not this tool's); restore another backup (see `pg-s3-backup list`), or pass --unverified to accept it",
         BackupId::record_key(key)
     )
 }

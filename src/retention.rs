@@ -1444,6 +1444,39 @@ mod tests {
             }
 
             #[test]
+            fn apply_recorded_keeps_what_the_recorded_alone_keep_and_is_idempotent(
+                list in backup_sets(),
+                policy in policies(),
+                mask in prop::collection::vec(any::<bool>(), 200),
+                pick in any::<Index>(),
+            ) {
+                prop_assume!(!policy.is_empty());
+                let recorded: HashSet<&str> = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask[*i])
+                    .map(|(_, b)| b.key.as_str())
+                    .collect();
+                let picked = list.get(pick.index(list.len().max(1)));
+                let protect: Vec<&str> = picked.map(|b| b.key.as_str()).into_iter().collect();
+                let first = policy.apply_recorded(&list, &recorded, &protect).unwrap();
+                let only: Vec<Backup> =
+                    list.iter().filter(|b| recorded.contains(b.key.as_str())).cloned().collect();
+                for d in policy.apply(&only, &protect).unwrap().iter().filter(|d| d.keep) {
+                    let got = first.iter().find(|x| x.key == d.key).unwrap();
+                    prop_assert!(got.keep, "{:?}", got);
+                }
+                let survivors: Vec<Backup> = first
+                    .iter()
+                    .filter(|d| d.keep)
+                    .map(|d| list.iter().find(|b| b.key == d.key).unwrap().clone())
+                    .collect();
+                let second = policy.apply_recorded(&survivors, &recorded, &protect).unwrap();
+                let dropped: Vec<&Decision> = second.iter().filter(|d| !d.keep).collect();
+                prop_assert!(dropped.is_empty(), "dropped on the second run: {:?}", dropped);
+            }
+
+            #[test]
             fn spans_round_trip_through_display(s in spans()) {
                 prop_assert_eq!(s.to_string().parse::<Span>().unwrap(), s);
             }

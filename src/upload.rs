@@ -299,6 +299,15 @@ impl Uploader {
                         ));
                         break;
                     }
+                    // A role that may not read (the write-only backup role) cannot tell a key
+                    // taken by another object from its own completion whose answer was lost
+                    // before a retry found the key taken (or the upload gone).
+                    KeyState::Unknown => bail!(
+                        "{} of {} failed ({:#}), and this role may not read the key to tell whether an earlier attempt took effect: if `pg-s3-backup list` shows it without an integrity record, it may be this run's complete but unverified backup, or another writer's; nothing was overwritten, and no record was written; run the backup again",
+                        failed.op,
+                        self.spec.uri(),
+                        failed.error
+                    ),
                     _ => return Err(failed.error),
                 },
             }

@@ -166,6 +166,87 @@ async fn unrecorded_backups_never_push_out_recorded_ones() {
     }
 }
 
+/// `--latest` means the newest recorded backup: a newer key without a record (a run that died
+/// before it, or a planted object) is skipped with a warning naming it.
+#[tokio::test]
+async fn latest_skips_newer_backups_without_a_record() {
+    let db = unique("latest-recorded");
+    Pg::create_db(&db);
+    let url = Pg::url(&db);
+    Pg::psql(
+        &url,
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 50) g",
+    );
+    let store = Store::S3sFs;
+    let bucket = store.bucket("latest-recorded").await;
+    let real = Run::backup(store, &bucket, &url, &[]).run().ok()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let planted =
+        BackupId::new(&db, Utc::now() + Duration::seconds(2), DumpFormat::Plain).key("pg/");
+    store
+        .put(&bucket, &planted, crate::support::gzip(b"DROP TABLE t;\n"))
+        .await;
+    let run = |cmd: &str, extra: &[&str]| {
+        crate::support::s3_command(store, &store.endpoint(), cmd, &bucket, extra).run()
+    };
+    let out = run("verify", &["--database", &db, "--latest"]);
+    let line = out.ok_plain();
+    assert!(line.contains(&real), "{line}");
+    assert!(
+        out.stderr
+            .contains("skipping 1 newer backups without an integrity record")
+            && out.stderr.contains(&planted),
+        "{}",
+        out.stderr
+    );
+    let target = unique("latest-target");
+    Pg::create_db(&target);
+    let target_url = Pg::url(&target);
+    run(
+        "restore",
+        &["--database", &db, "--latest", "--target-url", &target_url],
+    )
+    .ok_plain();
+    assert_eq!(Pg::psql(&target_url, "SELECT count(*) FROM t"), "50");
+}
+
+/// A prune role that may delete backups but not their records: the backups it deleted are
+/// still reported (and printed), the records it could not delete are failures, and the run
+/// exits 1 saying so; the records left are orphans.
+#[tokio::test]
+async fn a_refused_record_deletion_does_not_hide_what_prune_deleted() {
+    let db = unique("iam-norecdel");
+    let (bucket, _, old) = setup(&db).await;
+    let newer = BackupId::new(&db, Utc::now() - Duration::days(1), DumpFormat::Plain).key("pg/");
+    put(Store::MotoIam, &bucket, &newer).await;
+    let mut doc = purpose_policy(&bucket, "prune");
+    for s in doc["Statement"].as_array_mut().unwrap() {
+        if s["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("s3:DeleteObject"))
+        {
+            s["Resource"] = json!(format!("arn:aws:s3:::{bucket}/pg/*.sql.gz"));
+        }
+    }
+    let user = iam_user(&doc);
+    let out = as_user(prune_run(&bucket, &db, &[]), &user);
+    let line = out.fails(1, &["deletions failed", &format!("{old}.json")]);
+    assert!(line.contains("1 of 2 deletions failed"), "{line}");
+    assert!(out.stdout.contains("keep 1, delete 1"), "{}", out.stdout);
+    let mut left = Store::MotoIam.all_keys_in(&bucket).await;
+    left.sort();
+    let mut want = vec![
+        newer.clone(),
+        format!("{newer}.json"),
+        format!("{old}.json"),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+}
+
 #[test]
 fn check_flags_are_usage_errors_before_any_request() {
     for (extra, needle) in [

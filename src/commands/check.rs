@@ -84,7 +84,7 @@ pub async fn run(args: &CheckArgs) -> Result<()> {
             record.size
         ),
         None => bail!(
-            "the integrity record of the newest backup of {db} (s3://{bucket}/{}) was deleted while check ran: run check again",
+            "the integrity record of the newest backup of {db} (s3://{bucket}/{}) is listed but could not be read: it was deleted while check ran, or this role lacks s3:GetObject on it (see `pg-s3-backup policy --purpose restore`)",
             newest.key
         ),
     }

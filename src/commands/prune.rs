@@ -15,10 +15,13 @@ pub async fn run(args: &PruneArgs) -> Result<()> {
     let client = s3::client(&cfg.s3).await?;
     let series = cfg.series.as_ref();
     let mut report = prune::prune(&client, &cfg.s3, series, &cfg.policy, None, cfg.dry_run).await?;
-    if !cfg.dry_run {
-        prune::clean_up(&client, &cfg.s3, cfg.abort_after, &mut report).await?;
-    }
+    // What was deleted is printed even when the cleanup after it fails.
+    let cleaned = match cfg.dry_run {
+        true => Ok(()),
+        false => prune::clean_up(&client, &cfg.s3, cfg.abort_after, &mut report).await,
+    };
     print_report(&report, cfg.json)?;
+    cleaned?;
     if let Some(sig) = signals::stop_requested() {
         return Err(anyhow::Error::new(Interrupted(sig)).context(report.stopped()));
     }

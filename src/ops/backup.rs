@@ -87,9 +87,17 @@ pub async fn store(
         Some(sig) => Err(anyhow::Error::new(Interrupted(sig))),
         None => Ok(r),
     });
+    let mut recording = None;
     let result = match ready {
         Ok(ready) => match commit(&mut uploader, ready).await {
             Ok(sha256) => {
+                // If the grace runs out while the record (or the lock's release) is in flight,
+                // the backup is complete and `main` must say so, not "stopped before it
+                // finished".
+                recording = Some(signals::context(format!(
+                    "the backup {} is complete, and its integrity record was being written: `pg-s3-backup list` shows whether it is recorded (unrecorded, it is unverified: run the backup again)",
+                    uploader.uri()
+                )));
                 let size = counters.compressed();
                 let unrecorded = record(client, cfg, job, claim, &sha256, size, counters.raw())
                     .await
@@ -117,6 +125,7 @@ pub async fn store(
         let _ = h.await;
     }
     claim::release(client, &cfg.s3.bucket, claim).await;
+    drop(recording);
     let (sha256, unrecorded) = result?;
     Ok(Stored {
         uri: uploader.uri(),

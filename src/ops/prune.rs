@@ -220,11 +220,23 @@ pub async fn prune(
             .flatten()
             .cloned()
             .collect();
+        // The backups are gone by now: a failure here (a denial, a store that stopped
+        // answering) must not hide that they were deleted, so it is reported per key and the
+        // records and locks left are orphans a later cleanup removes.
         if !report.interrupted && !with.is_empty() {
-            let result = store::delete(client, &cfg.bucket, &with).await?;
-            report.file_companions(&cfg.prefix, result.deleted);
-            report.failed.extend(result.failed);
-            report.interrupted = result.stopped;
+            match store::delete(client, &cfg.bucket, &with).await {
+                Ok(result) => {
+                    report.file_companions(&cfg.prefix, result.deleted);
+                    report.failed.extend(result.failed);
+                    report.interrupted = result.stopped;
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    report
+                        .failed
+                        .extend(with.into_iter().map(|k| (k, why.clone())));
+                }
+            }
         }
     }
     Ok(report)
