@@ -29,8 +29,9 @@ pub struct Claim {
 /// existing backup is never overwritten. A key is taken when its object exists (HeadObject) or
 /// another run holds its lock: the lock object `{key}.lock` is written only if absent
 /// (`If-None-Match: *`), so of two backups started in the same second exactly one gets each
-/// key, as Terraform's S3 lock files do. Without permission to read (a PutObject-only user)
-/// neither check runs.
+/// key, as Terraform's S3 lock files do. Without permission to read (the write-only backup
+/// role) HeadObject answers 403, which counts as free: the lock, and the final write's own
+/// `If-None-Match`, still keep one backup from overwriting another.
 pub async fn claim_key(
     client: &aws_sdk_s3::Client,
     s3cfg: &S3Config,

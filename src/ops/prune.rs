@@ -243,8 +243,9 @@ pub async fn prune(
 }
 
 /// Prunes under the keep policy, only after checking the new object is stored whole
-/// (HeadObject size equals what was sent, and the listing agrees). Missing permissions
-/// (a PutObject-only backup user) skip retention with one warning; the backup still succeeds.
+/// (HeadObject size equals what was sent, where the role may read, and the listing shows it
+/// with that size and its integrity record). Missing permissions (the write-only backup role)
+/// skip retention with one warning; the backup still succeeds.
 pub async fn after_backup(
     client: &aws_sdk_s3::Client,
     cfg: &BackupConfig,
