@@ -76,6 +76,26 @@ fn entry<'a>(json: &'a Value, field: &str, value: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no entry with {field} {value}: {json}"))
 }
 
+/// Each entry's database (none for the globals) and status, in the order of the sorted
+/// [`entries`]: the databases by name, then the globals.
+fn sorted_statuses(json: &Value) -> Vec<(Option<&str>, &str)> {
+    let mut got: Vec<(&str, Option<&str>, &str)> = json
+        .as_array()
+        .expect("a JSON array of backups")
+        .iter()
+        .map(|e| {
+            let field = |f: &str| e[f].as_str();
+            (
+                field("kind").unwrap(),
+                field("database"),
+                field("status").unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    got.into_iter().map(|(_, db, st)| (db, st)).collect()
+}
+
 fn entries(json: &Value) -> Vec<(String, Option<String>, String)> {
     json.as_array()
         .expect("a JSON array of backups")
@@ -347,14 +367,8 @@ async fn one_failing_database_fails_alone() {
         out.stderr
     );
     let json = run_json(&out);
-    let mut got = entries(&json);
-    got.sort();
-    let statuses: Vec<(Option<&str>, &str)> = got
-        .iter()
-        .map(|(_, db, st)| (db.as_deref(), st.as_str()))
-        .collect();
     assert_eq!(
-        statuses,
+        sorted_statuses(&json),
         vec![
             (Some("alpha"), "complete"),
             (Some("beta"), "failed"),
@@ -756,14 +770,8 @@ async fn odd_databases_do_not_stop_the_others() {
         .run();
     out.fails(1, &["1 of 4 backups failed", "database `bad\\xffname`"]);
     let json = run_json(&out);
-    let mut got = entries(&json);
-    got.sort();
-    let statuses: Vec<(Option<&str>, &str)> = got
-        .iter()
-        .map(|(_, db, st)| (db.as_deref(), st.as_str()))
-        .collect();
     assert_eq!(
-        statuses,
+        sorted_statuses(&json),
         vec![
             (Some("ascii"), "complete"),
             (Some("bad\\xffname"), "failed"),

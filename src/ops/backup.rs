@@ -4,11 +4,9 @@
 //! abort it. The lock is released either way (where the role may delete it). It does not
 //! verify, prune or print the outcome.
 
-use crate::compress;
 use crate::config::BackupConfig;
 use crate::error::Interrupted;
-use crate::layout::BackupId;
-use crate::layout::Series;
+use crate::layout::{BackupId, Compression, Series};
 use crate::ops::claim::{self, Claim};
 use crate::ops::job::Job;
 use crate::ops::pipeline::{self, Ready};
@@ -44,11 +42,12 @@ pub async fn store(
 ) -> Result<Stored> {
     let (server, dump) = (&job.server, &job.tool);
     let counters = Arc::new(Counters::default());
+    let about = about(cfg, job, &claim.run);
     let spec = ObjectSpec {
         bucket: cfg.s3.bucket.clone(),
         key: claim.key.clone(),
         content_type: cfg.codec().content_type(),
-        metadata: base_metadata(cfg, job, &claim.run),
+        metadata: base_metadata(&about),
         storage_class: cfg.object.storage_class.clone(),
         sse: cfg.object.sse.clone(),
         sse_kms_key_id: cfg.object.sse_kms_key_id.clone(),
@@ -99,9 +98,17 @@ pub async fn store(
                     uploader.uri()
                 )));
                 let size = counters.compressed();
-                let unrecorded = record(client, cfg, job, claim, &sha256, size, counters.raw())
-                    .await
-                    .err();
+                let unrecorded = record(
+                    client,
+                    cfg,
+                    &claim.key,
+                    &about,
+                    &sha256,
+                    size,
+                    counters.raw(),
+                )
+                .await
+                .err();
                 Ok((sha256, unrecorded))
             }
             Err(e) => Err(e),
@@ -170,25 +177,14 @@ async fn commit(uploader: &mut Uploader, ready: Ready) -> Result<String> {
 async fn record(
     client: &aws_sdk_s3::Client,
     cfg: &BackupConfig,
-    job: &Job,
-    claim: &Claim,
+    backup: &str,
+    about: &About<'_>,
     sha256: &str,
     size: u64,
     raw_size: u64,
 ) -> Result<()> {
-    let about = About {
-        kind: job.series.kind(),
-        database: job.series.database(),
-        format: job.format(cfg),
-        codec: cfg.codec(),
-        compression_level: cfg.compress.level(),
-        age_recipients: cfg.recipients.as_ref().map(|r| r.len()),
-        server_version: &job.server.version_text,
-        pg_dump_version: &job.tool.version_text,
-        run: &claim.run,
-    };
-    let body = Record::new(&claim.key, &about, sha256, size, raw_size).to_bytes();
-    let key = BackupId::record_key(&claim.key);
+    let body = Record::new(backup, about, sha256, size, raw_size).to_bytes();
+    let key = BackupId::record_key(backup);
     let uri = format!("s3://{}/{key}", cfg.s3.bucket);
     client
         .put_object()
@@ -203,43 +199,61 @@ async fn record(
         .await
         .map_err(|e| {
             s3::describe("PutObject (integrity record)", &uri, &e).context(format!(
-                "the backup s3://{}/{} is complete, but its integrity record was not written, so verify and restore take it for unverified (pass --unverified to read it) and nothing was pruned; run the backup again",
-                cfg.s3.bucket, claim.key
+                "the backup s3://{}/{backup} is complete, but its integrity record was not written, so verify and restore take it for unverified (pass --unverified to read it) and nothing was pruned; run the backup again",
+                cfg.s3.bucket
             ))
         })?;
     Ok(())
 }
 
+/// What this backup is, known before it starts: its object's metadata and, once it is
+/// complete, its integrity record say it.
+fn about<'a>(cfg: &BackupConfig, job: &'a Job, run: &'a str) -> About<'a> {
+    About {
+        kind: job.series.kind(),
+        database: job.series.database(),
+        format: job.format(cfg),
+        codec: cfg.codec(),
+        compression_level: cfg.compress.level(),
+        age_recipients: cfg.recipients.as_ref().map(|r| r.len()),
+        server_version: &job.server.version_text,
+        pg_dump_version: &job.tool.version_text,
+        run,
+    }
+}
+
 /// Metadata known before the upload starts. S3 metadata is ASCII only, so values are
 /// percent-encoded where needed.
-fn base_metadata(cfg: &BackupConfig, job: &Job, run: &str) -> HashMap<String, String> {
+fn base_metadata(about: &About) -> HashMap<String, String> {
     let ascii = |s: &str| percent_encoding::utf8_percent_encode(s, &ASCII_META).to_string();
     let mut meta = HashMap::from([
-        ("format".into(), job.format(cfg).name().into()),
-        ("kind".into(), job.series.kind().into()),
-        ("server-version".into(), ascii(&job.server.version_text)),
-        ("pg-dump-version".into(), ascii(&job.tool.version_text)),
+        ("format".into(), about.format.name().into()),
+        ("kind".into(), about.kind.into()),
+        ("server-version".into(), ascii(about.server_version)),
+        ("pg-dump-version".into(), ascii(about.pg_dump_version)),
         (
             "tool-version".into(),
             format!("pg-s3-backup {}", env!("CARGO_PKG_VERSION")),
         ),
-        (RUN_METADATA.into(), run.into()),
+        (RUN_METADATA.into(), about.run.into()),
     ]);
-    if let Some(database) = job.series.database() {
+    if let Some(database) = about.database {
         meta.insert("database".into(), ascii(database));
     }
-    let codec = cfg.codec();
     // gzip keeps the `gzip-LEVEL` older versions wrote; zstd is `zstd`, its level on its own.
-    let compression = match &cfg.compress {
-        compress::Options::Gzip(g) => format!("gzip-{}", g.level),
-        compress::Options::Zstd(_) => codec.compression.name().to_string(),
+    let compression = match about.codec.compression {
+        Compression::Gzip => format!("gzip-{}", about.compression_level),
+        Compression::Zstd => Compression::Zstd.name().to_string(),
     };
     meta.insert("compression".into(), compression);
-    meta.insert("compression-level".into(), cfg.compress.level().to_string());
-    if let Some(recipients) = &cfg.recipients {
+    meta.insert(
+        "compression-level".into(),
+        about.compression_level.to_string(),
+    );
+    if let Some(recipients) = about.age_recipients {
         // How many, never which: the header names none either (age recipients are anonymous).
         meta.insert("encryption".into(), "age".into());
-        meta.insert("age-recipients".into(), recipients.len().to_string());
+        meta.insert("age-recipients".into(), recipients.to_string());
     }
     meta
 }

@@ -166,22 +166,21 @@ pub async fn prune(
         }
     }
     let mut by_series: BTreeMap<Series, Vec<Backup>> = BTreeMap::new();
-    let recorded: std::collections::HashSet<String> = listed
+    let recorded = listed
         .iter()
         .filter(|l| l.recorded)
-        .map(|l| l.key.clone())
+        .map(|l| l.key.as_str())
         .collect();
-    let recorded = recorded.iter().map(String::as_str).collect();
-    let companions: std::collections::HashMap<String, Vec<String>> = listed
+    let companions: std::collections::HashMap<&str, &[String]> = listed
         .iter()
-        .map(|l| (l.key.clone(), l.companions.clone()))
+        .map(|l| (l.key.as_str(), l.companions.as_slice()))
         .collect();
-    for l in listed {
+    for l in &listed {
         by_series
             .entry(l.id.series.clone())
             .or_default()
             .push(Backup {
-                key: l.key,
+                key: l.key.clone(),
                 time: l.id.time,
                 seq: l.id.seq,
                 size: l.size,
@@ -216,9 +215,8 @@ pub async fn prune(
         let with: Vec<String> = report
             .deleted
             .iter()
-            .filter_map(|k| companions.get(k))
-            .flatten()
-            .cloned()
+            .filter_map(|k| companions.get(k.as_str()))
+            .flat_map(|c| c.iter().cloned())
             .collect();
         // The backups are gone by now: a failure here (a denial, a store that stopped
         // answering) must not hide that they were deleted, so it is reported per key and the
